@@ -1,0 +1,195 @@
+"""Who may listen: JWT checks, token sources and the development secret.
+
+The server fixes the algorithm list (a token's ``alg`` header never chooses
+it, which defeats ``alg: none`` and HS256-signed-with-the-public-key
+attacks), requires ``exp``, honours ``nbf``, and checks ``aud``/``iss`` when
+configured. Tokens are never logged: :func:`redact` masks them wherever a
+URL or header reaches a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from tornado.httputil import HTTPServerRequest
+
+from .errors import forbidden, unauthorized
+from .settings import Settings, SettingsError
+
+COOKIE = "tornado_sse_token"
+QUERY_SOURCES = ("token", "nonce", "_wpnonce")
+ROLES = ("admin", "staff")
+SECRET_FILE = "jwt_secret"
+
+_REDACT = re.compile(r"(?i)\b(token|nonce|_wpnonce)=[^&\s\"]*")
+
+
+def redact(text: str) -> str:
+    """Mask token values in a URL or log text: ``token=***``."""
+    return _REDACT.sub(lambda m: m.group(1) + "=***", text)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated listener."""
+
+    role: str
+    staff_id: int | None
+    expires_at: float | None  # epoch seconds
+
+    @property
+    def audience_staff_id(self) -> int | None:
+        """The staff scope the hub applies: None for admins (everything)."""
+        return self.staff_id if self.role == "staff" else None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def development_secret(data_dir: Path) -> str:
+    """The secret kept in the data folder, made on first use (0600)."""
+    path = data_dir / SECRET_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret + "\n")
+    return secret
+
+
+def signing_secret(settings: Settings) -> str:
+    """The HMAC secret tokens are signed and checked with."""
+    return settings.jwt_secret or development_secret(settings.data_dir)
+
+
+class Authenticator:
+    """Checks tokens against the server's key and algorithms."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._algorithms = list(settings.jwt_algorithms)
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._leeway = settings.jwt_leeway
+        if settings.jwt_public_key is not None:
+            self._key: Any = _load_public_key(settings.jwt_public_key, self._algorithms)
+        else:
+            self._key = signing_secret(settings)
+
+    def authenticate(self, request: HTTPServerRequest) -> Principal:
+        """The request's principal, or ApiError 401/403 (SPEC §4)."""
+        token = find_token(request)
+        if token is None:
+            raise unauthorized("Authentication required: send a token.")
+        return self.check(token)
+
+    def check(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token, self._key, algorithms=self._algorithms,
+                audience=self._audience, issuer=self._issuer, leeway=self._leeway,
+                options={"require": ["exp"], "verify_aud": self._audience is not None})
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("The token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise unauthorized("The token is not valid yet.") from None
+        except jwt.PyJWTError:
+            raise unauthorized("The token is invalid.") from None
+        role = _role(claims)
+        if role is None:
+            raise forbidden("Only admins and staff may listen.")
+        staff_id = claims.get("staff_id")
+        if role == "staff":
+            if isinstance(staff_id, str) and staff_id.isdigit():
+                staff_id = int(staff_id)
+            if not isinstance(staff_id, int) or isinstance(staff_id, bool) or staff_id < 1:
+                raise unauthorized("A staff token must carry a numeric staff_id.")
+        else:
+            staff_id = None
+        exp = claims.get("exp")
+        return Principal(role=role, staff_id=staff_id,
+                         expires_at=float(exp) + self._leeway if exp is not None else None)
+
+
+def _role(claims: dict[str, Any]) -> str | None:
+    """``role``, or the strongest of a ``roles`` list."""
+    candidates: list[Any] = []
+    if "role" in claims:
+        candidates.append(claims["role"])
+    if isinstance(claims.get("roles"), list):
+        candidates.extend(claims["roles"])
+    for role in ROLES:  # admin first: the stronger role wins
+        if role in candidates:
+            return role
+    return None
+
+
+def find_token(request: HTTPServerRequest) -> str | None:
+    """The first token in SPEC §4 order: Bearer, X-WP-Nonce, query, cookie."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer " and header[7:].strip():
+        return header[7:].strip()
+    nonce = request.headers.get("X-WP-Nonce", "").strip()
+    if nonce:
+        return nonce
+    for name in QUERY_SOURCES:
+        values = request.query_arguments.get(name)
+        if values and values[0].strip():
+            return values[0].decode("utf-8", "replace").strip()
+    morsel = request.cookies.get(COOKIE)
+    if morsel is not None and morsel.value:
+        return morsel.value
+    return None
+
+
+def _load_public_key(path: Path, algorithms: list[str]) -> Any:
+    """Load the PEM key and prove it fits the algorithms, at start-up."""
+    pem = path.read_bytes()
+    for alg in algorithms:
+        try:
+            key = jwt.get_algorithm_by_name(alg).prepare_key(pem)
+        except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+            raise SettingsError(f"--jwt-public-key: does not fit {alg}: {exc}") from None
+        if hasattr(key, "private_bytes"):
+            raise SettingsError("--jwt-public-key: is a private key; give the server only the public key")
+    return pem
+
+
+def issue_token(secret: str, *, role: str, staff_id: int | None = None, ttl: int = 3600,
+                algorithm: str = "HS256", **claims: Any) -> str:
+    """A signed token, as ``run.py token`` prints it."""
+    now = int(time.time())
+    body: dict[str, Any] = {"role": role, "iat": now, "exp": now + ttl, **claims}
+    if staff_id is not None:
+        body["staff_id"] = staff_id
+    return jwt.encode(body, secret, algorithm=algorithm)
+
+
+def issue_token_cli(settings: Settings) -> int:
+    """``run.py token``: print a token signed with the configured secret."""
+    if settings.jwt_public_key is not None:
+        print("run.py: error: the server checks tokens with a public key; sign them with "
+              "the matching private key where it is kept", file=sys.stderr)
+        return 2
+    extra: dict[str, Any] = {}
+    if settings.jwt_audience:
+        extra["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        extra["iss"] = settings.jwt_issuer
+    print(issue_token(signing_secret(settings), role=settings.role,
+                      staff_id=settings.staff_id if settings.role == "staff" else None,
+                      ttl=settings.ttl, algorithm=settings.jwt_algorithms[0], **extra))
+    return 0
+

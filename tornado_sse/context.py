@@ -1,0 +1,26 @@
+"""Everything a handler may use, built once at start-up and passed to
+handlers through ``initialize`` (no module-level state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from .auth import Authenticator
+from .hub import Hub
+from .listener import Listener
+from .metrics import Metrics
+from .settings import Settings
+from .stream import Ticker
+
+
+@dataclass
+class Context:
+    settings: Settings
+    hub: Hub
+    pool: AsyncConnectionPool
+    listener: Listener
+    ticker: Ticker
+    auth: Authenticator
+    metrics: Metrics

@@ -1,0 +1,48 @@
+"""The small error vocabulary, in the WordPress REST shape of SPEC §4.
+
+Every error a client can see is an :class:`ApiError`; the base handler turns
+it into JSON in one place. Anything else is a bug and becomes a generic 500
+without details (the traceback goes to the log, never to the client).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, WordPress code and message."""
+
+    def __init__(self, status: int, code: str, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.data = status, code, message, data
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: ``{"code", "message", "data": {"status", ...}}``."""
+        return {"code": self.code, "message": self.message,
+                "data": {"status": self.status, **self.data}}
+
+
+def invalid_params(params: dict[str, str]) -> ApiError:
+    """400 naming each bad parameter and why, as WordPress does."""
+    return ApiError(400, "rest_invalid_param",
+                    "Invalid parameter(s): " + ", ".join(sorted(params)), params=params)
+
+
+def unauthorized(message: str = "Sorry, you are not allowed to do that.") -> ApiError:
+    """401: no token, or one that is malformed, badly signed or expired."""
+    return ApiError(401, "rest_forbidden", message)
+
+
+def forbidden(message: str = "Sorry, you are not allowed to do that.") -> ApiError:
+    """403: a valid token whose role may not do this."""
+    return ApiError(403, "rest_forbidden", message)
+
+
+def not_found(message: str = "No route was found matching the URL and request method.") -> ApiError:
+    return ApiError(404, "rest_no_route", message)
+
+
+def unavailable(message: str = "The database is unreachable; try again shortly.") -> ApiError:
+    """503 while the database is down, for a request that needs it."""
+    return ApiError(503, "rest_unavailable", message)

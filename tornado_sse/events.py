@@ -1,0 +1,59 @@
+"""The event: one row of ``sse_events``, encoded once for every transport.
+
+The JSON envelope (SPEC §2), its SSE frame and that frame as an HTTP chunk
+are built when the row is read, once per process, and every stream gets
+the same bytes: fan-out cost does not grow with the size of the payload.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from . import sse
+
+TOPICS: tuple[str, ...] = (
+    "appointment.created", "appointment.updated", "appointment.rescheduled",
+    "appointment.cancelled", "appointment.trashed", "appointment.deleted",
+    "availability.created", "availability.updated", "availability.deleted",
+)
+
+#: Columns in the order :meth:`Event.from_row` takes them.
+COLUMNS = ("id, topic, resource, resource_id, payload::text, ts, staff_ids, product_ids,"
+           " extract(epoch FROM created_at)::float8")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as every stream sees it."""
+
+    id: int
+    topic: str
+    resource: str
+    resource_id: int
+    #: Staff the event concerns; None: everyone (a global availability rule).
+    staff_ids: frozenset[int] | None
+    #: Products the event concerns; None: every product.
+    product_ids: frozenset[int] | None
+    #: Commit-side time, epoch seconds, for latency measurements.
+    created_at: float
+    json: str
+    frame: bytes
+    chunk: bytes
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> "Event":
+        """Build from a row selected with :data:`COLUMNS`."""
+        eid, topic, resource, resource_id, payload, ts, staff, products, created = row
+        envelope = (
+            f'{{"id":{int(eid)},"topic":{json.dumps(topic)},"resource":{json.dumps(resource)},'
+            f'"resource_id":{int(resource_id)},"payload":{payload},"ts":{int(ts)}}}'
+        )
+        frame = sse.frame(envelope, event=topic, id=eid)
+        return cls(
+            id=int(eid), topic=topic, resource=resource, resource_id=int(resource_id),
+            staff_ids=None if staff is None else frozenset(staff),
+            product_ids=None if products is None else frozenset(products),
+            created_at=float(created), json=envelope, frame=frame, chunk=sse.http_chunk(frame),
+        )

@@ -1,0 +1,113 @@
+"""What every handler shares: the context, auth, parameters, errors, CORS.
+
+Errors become responses here and only here (STYLE §8): an :class:`ApiError`
+renders as WordPress-shaped JSON with its status and logs no traceback;
+Tornado's own errors (404, 405, ...) get the same shape; anything else is a
+500 with a generic body and a logged traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from ..errors import ApiError, invalid_params
+
+if TYPE_CHECKING:
+    from ..context import Context
+    from ..auth import Principal
+
+log = logging.getLogger("tornado_sse.http")
+
+_TORNADO_CODES = {404: "rest_no_route", 405: "rest_no_route", 400: "rest_invalid_request"}
+
+
+class BaseHandler(RequestHandler):
+    """Handlers receive their dependencies through ``initialize`` (no globals)."""
+
+    ctx: "Context"
+
+    def initialize(self, ctx: "Context") -> None:
+        self.ctx = ctx
+
+    # -- CORS ------------------------------------------------------------------
+    def set_default_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None and origin in self.ctx.settings.cors_origins:
+            # Only listed origins, echoed, never "*": responses carry private
+            # data and credentials (cookie) are allowed.
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+        self.add_header("Vary", "Origin")
+
+    def options(self, *args: str) -> None:
+        """Preflight: allowed origins may send the methods this route serves."""
+        if "Access-Control-Allow-Origin" in self._headers:
+            methods = [m for m in ("GET", "POST", "PATCH", "DELETE")
+                       if getattr(type(self), m.lower()) is not getattr(RequestHandler, m.lower())]
+            self.set_header("Access-Control-Allow-Methods", ", ".join(methods + ["OPTIONS"]))
+            self.set_header("Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, Last-Event-ID, X-WP-Nonce")
+            self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+
+    # -- auth --------------------------------------------------------------------
+    def principal(self) -> "Principal":
+        """Who is asking: raises 401/403 unless admin or staff (SPEC §4)."""
+        return self.ctx.auth.authenticate(self.request)
+
+    # -- parameters --------------------------------------------------------------
+    def int_arg(self, name: str, errors: dict[str, str], *, minimum: int = 0,
+                maximum: int | None = None, default: int | None = None,
+                value: str | None = None) -> int | None:
+        """An integer query parameter; a bad one is recorded in ``errors``."""
+        raw = value if value is not None else self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            number = int(raw.strip())
+        except ValueError:
+            errors[name] = f"{name} must be an integer."
+            return default
+        if number < minimum or (maximum is not None and number > maximum):
+            bound = f" and at most {maximum}" if maximum is not None else ""
+            errors[name] = f"{name} must be at least {minimum}{bound}."
+            return default
+        return number
+
+    @staticmethod
+    def check(errors: dict[str, str]) -> None:
+        """Raise one 400 naming every bad parameter."""
+        if errors:
+            raise invalid_params(errors)
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    # -- errors ------------------------------------------------------------------
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            error = exc
+        elif isinstance(exc, HTTPError) or status_code < 500:
+            error = ApiError(status_code, _TORNADO_CODES.get(status_code, "rest_error"),
+                             self._reason)
+        else:
+            error = ApiError(500, "rest_internal_error", "Internal server error.")
+        self.set_status(error.status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        if error.status == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="tornado_sse"')
+        self.finish(json.dumps(error.body(), separators=(",", ":")))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ApiError):
+            # Expected: the access log line says enough; no traceback.
+            return
+        super().log_exception(typ, value, tb)

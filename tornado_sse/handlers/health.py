@@ -1,0 +1,39 @@
+"""GET /healthz and GET /metrics (SPEC §6)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .base import BaseHandler
+
+
+class HealthHandler(BaseHandler):
+    """200 while the listener is connected, 503 otherwise, with the reason."""
+
+    def get(self) -> None:
+        listener = self.ctx.listener
+        hub = self.ctx.hub
+        body = {
+            "status": "ok" if listener.connected else "unavailable",
+            "listener": listener.state.value,
+            "last_event_id": hub.last_id,
+            "streams": len(self.ctx.ticker.streams),
+            "reconnects": listener.reconnects,
+            "time": int(time.time()),
+        }
+        if not listener.connected and listener.last_error:
+            body["reason"] = listener.last_error
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(body, 200 if listener.connected else 503)
+
+
+class MetricsHandler(BaseHandler):
+    """Prometheus text format; unauthenticated like most exporters, so keep
+    the port private or put auth in front (README)."""
+
+    def get(self) -> None:
+        self.ctx.metrics.listener_reconnects.set(self.ctx.listener.reconnects)
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(self.ctx.metrics.render())

@@ -1,0 +1,153 @@
+"""The fan-out hub: subscribe, unsubscribe, publish, close.
+
+It knows neither HTTP nor psycopg (STYLE §2). The listener publishes batches
+of events in id order; transports subscribe objects that satisfy
+:class:`Subscriber`. Subscribers with equal filters and encodings form a
+group whose matching events and joined bytes are computed once per batch, so
+a wake-up costs one join per distinct filter, not one per stream, and each
+stream gets one write per wake-up however many events it carries.
+
+The hub also keeps a bounded window of recent events: a resume whose cursor
+lies inside it is answered from memory, atomically with the subscription,
+so replay and live hand over with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+from typing import Iterable, Protocol, Sequence
+
+from .events import Event
+from .filters import Filter
+
+log = logging.getLogger("tornado_sse.hub")
+
+
+class Encoding(enum.Enum):
+    """The bytes a subscriber wants alongside the events."""
+
+    CHUNKED = "chunked"  # SSE frames as HTTP/1.1 chunks
+    RAW = "raw"  # SSE frames, for HTTP/1.0 (connection-delimited) bodies
+    NONE = "none"  # events only (long-poll)
+
+
+class Subscriber(Protocol):
+    """What the hub needs of a stream."""
+
+    filter: Filter
+    encoding: Encoding
+
+    def deliver(self, events: Sequence[Event], data: bytes) -> None:
+        """Take the matching events of one batch (``data``: their joined bytes).
+
+        Must not block and must not raise: a subscriber that cannot keep up
+        ends itself (and unsubscribes) instead.
+        """
+
+    def close(self, reason: str) -> None:
+        """End the subscription (shutdown); the client will resume elsewhere."""
+
+
+_GroupKey = tuple[Filter, Encoding]
+
+
+class Hub:
+    """One per process. Not thread-safe: used from the IOLoop only."""
+
+    def __init__(self, *, window: int = 10000) -> None:
+        self._groups: dict[_GroupKey, set[Subscriber]] = {}
+        self._window: collections.deque[Event] = collections.deque(maxlen=window or None)
+        self._window_size = window
+        #: Every event with id > floor has been published and is in the window.
+        self._floor = 0
+        self.last_id = 0
+        self.closed = False
+
+    # -- state -----------------------------------------------------------
+    def start_at(self, cursor: int) -> None:
+        """Declare ``cursor`` the newest event before anything is published."""
+        self._window.clear()
+        self._floor = self.last_id = cursor
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self._groups.values())
+
+    def subscribers(self) -> Iterable[Subscriber]:
+        """Every current subscriber (a snapshot, safe to mutate the hub while iterating)."""
+        return [s for g in self._groups.values() for s in g]
+
+    # -- subscriptions -----------------------------------------------------
+    def subscribe(self, sub: Subscriber) -> None:
+        """Add ``sub``; from now on it receives every matching published batch."""
+        if self.closed:
+            raise RuntimeError("hub is closed")
+        self._groups.setdefault((sub.filter, sub.encoding), set()).add(sub)
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        """Remove ``sub``; a no-op when it is not subscribed."""
+        key = (sub.filter, sub.encoding)
+        group = self._groups.get(key)
+        if group is not None:
+            group.discard(sub)
+            if not group:
+                del self._groups[key]
+
+    def events_after(self, cursor: int) -> list[Event] | None:
+        """Events with id > cursor from memory, or None if the window does not
+        reach back that far (the caller then reads the database)."""
+        if cursor < self._floor:
+            return None
+        if cursor >= self.last_id:
+            return []
+        # Ids are increasing; walk from the newest end, which is where
+        # resumes usually point.
+        out: list[Event] = []
+        for event in reversed(self._window):
+            if event.id <= cursor:
+                break
+            out.append(event)
+        out.reverse()
+        return out
+
+    # -- publishing ---------------------------------------------------------
+    def publish(self, events: Sequence[Event]) -> None:
+        """Fan one batch out. ``events`` are new, in increasing id order."""
+        if not events:
+            return
+        if events[0].id <= self.last_id:
+            raise ValueError(f"event {events[0].id} is not after {self.last_id}")
+        if self._window_size:
+            overflow = len(self._window) + len(events) - self._window_size
+            if overflow > 0:
+                # The oldest events leave the window; remember where it now starts.
+                drop = min(overflow, len(self._window))
+                if drop:
+                    self._floor = self._window[drop - 1].id
+                if overflow > drop:
+                    self._floor = events[overflow - drop - 1].id
+        else:
+            self._floor = events[-1].id
+        self._window.extend(events)
+        self.last_id = events[-1].id
+
+        for (flt, encoding), group in list(self._groups.items()):
+            matched = events if flt.everything else [e for e in events if flt.matches(e)]
+            if not matched:
+                continue
+            if encoding is Encoding.CHUNKED:
+                data = b"".join([e.chunk for e in matched])
+            elif encoding is Encoding.RAW:
+                data = b"".join([e.frame for e in matched])
+            else:
+                data = b""
+            for sub in list(group):
+                sub.deliver(matched, data)
+
+    def close(self, reason: str = "shutdown") -> None:
+        """End every subscription; new ones are refused."""
+        self.closed = True
+        for sub in self.subscribers():
+            sub.close(reason)
+        self._groups.clear()

@@ -1,0 +1,198 @@
+"""The bridge from PostgreSQL to the hub: one per server process.
+
+A dedicated autocommit connection LISTENs on ``sse_events``. A notification
+is only a wake-up: the listener reads every row past its cursor through the
+pool, in batches, and publishes them, so a burst of notifications costs one
+query and a payload of any size works.
+
+Failure handling, because this is where events could be lost:
+
+- The cursor only moves when a batch has been published, and catch-up runs
+  after LISTEN is in place, so nothing committed in between is missed.
+- When the connection drops, it reconnects with capped exponential backoff
+  and jitter, then reads everything past its cursor before waiting again.
+- A connection that dies silently (half-open: no error, no data) is found by
+  a liveness query after every quiet ``check_interval``, bounded by
+  ``check_timeout``; TCP keepalives catch it at the socket level as well.
+- The same quiet tick also runs a catch-up, so a lost notification delays an
+  event by at most ``check_interval`` instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from typing import Callable, Sequence
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from . import store
+from .events import Event
+from .hub import Hub
+
+log = logging.getLogger("tornado_sse.listener")
+
+CHANNEL = "sse_events"
+
+
+class State(enum.Enum):
+    """What /healthz reports."""
+
+    STARTING = "starting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter (a thundering herd of
+    servers reconnecting to one database after an outage spreads out)."""
+
+    def __init__(self, *, base: float = 0.1, cap: float = 5.0) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0, min(self.cap, self.base * 2 ** self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Listener:
+    """Keeps ``hub`` fed with every committed event, in id order, once."""
+
+    def __init__(self, dsn: str, pool: AsyncConnectionPool, hub: Hub, *,
+                 batch_size: int = 1000, check_interval: float = 10.0,
+                 check_timeout: float = 10.0,
+                 on_batch: Callable[[Sequence[Event], float], None] | None = None) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self._hub = hub
+        self._batch_size = batch_size
+        self._check_interval = check_interval
+        self._check_timeout = check_timeout
+        self._on_batch = on_batch
+        self._task: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection | None = None
+        self._connected = asyncio.Event()
+        self.cursor = 0
+        self.state = State.STARTING
+        self.last_error = ""
+        self.reconnects = 0
+        #: Backend pid of the LISTEN connection (tests terminate it).
+        self.backend_pid: int | None = None
+
+    async def start(self, cursor: int | None = None) -> None:
+        """Begin at ``cursor`` (default: the newest event, a live start)."""
+        if cursor is None:
+            _, cursor = await store.log_bounds(self._pool)
+        self.cursor = cursor
+        self._hub.start_at(cursor)
+        self._task = asyncio.create_task(self._run(), name="tornado_sse.listener")
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until LISTEN is in place and the first catch-up is done."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self.state is State.CONNECTED
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        self.state = State.STOPPED
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._close_conn()
+
+    # -- the loop -----------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                await self._listen()
+                await self.catch_up()
+                self._set_state(State.CONNECTED)
+                self._connected.set()
+                backoff.reset()
+                await self._wait_loop()
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+                self.last_error = _one_line(exc)
+                self._connected.clear()
+                await self._close_conn()
+                if self.state is State.CONNECTED:
+                    self.reconnects += 1
+                self._set_state(State.DISCONNECTED)
+                delay = backoff.next_delay()
+                log.warning("listener disconnected (%s); reconnecting in %.2fs",
+                            self.last_error, delay)
+                await asyncio.sleep(delay)
+
+    async def _listen(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            self._dsn, autocommit=True, connect_timeout=10,
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+        self._conn = conn
+        await conn.execute(f"LISTEN {CHANNEL}")
+        self.backend_pid = conn.info.backend_pid
+
+    async def _wait_loop(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            woke = False
+            async for _ in conn.notifies(timeout=self._check_interval, stop_after=1):
+                woke = True
+            if woke:
+                # Coalesce: notifications already received are covered by the
+                # one query below.
+                async for _ in conn.notifies(timeout=0):
+                    pass
+            else:
+                await asyncio.wait_for(conn.execute("SELECT 1"), self._check_timeout)
+            await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Publish every committed event past the cursor, in batches."""
+        while True:
+            events = await store.events_after(self._pool, self.cursor, limit=self._batch_size)
+            if not events:
+                return
+            started = time.perf_counter()
+            self._hub.publish(events)
+            self.cursor = events[-1].id
+            if self._on_batch is not None:
+                self._on_batch(events, time.perf_counter() - started)
+            if len(events) < self._batch_size:
+                return
+
+    async def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), 2)
+            except (psycopg.Error, OSError, asyncio.TimeoutError):
+                pass
+
+    def _set_state(self, state: State) -> None:
+        if state is not self.state and self.state is not State.STOPPED:
+            log.info("listener %s -> %s", self.state.value, state.value)
+            self.state = state
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

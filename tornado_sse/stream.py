@@ -1,0 +1,180 @@
+"""One open SSE response as a hub subscriber, and the timer that tends them.
+
+A stream writes the hub's pre-encoded bytes straight to the connection's
+IOStream (one write per wake-up), bypassing RequestHandler.write so nothing
+is copied or re-encoded per stream. Its write buffer is bounded: a client
+that stops reading is cut (the connection dropped, not finished) once its
+unsent bytes pass ``max_buffer``, and resumes from its last complete event
+(SSE clients discard a half-received frame), so nothing is lost and one slow
+client never grows the server's memory.
+
+Per-stream timers would cost a heap entry per stream and a reschedule per
+write; instead one :class:`Ticker` visits every stream a few times per
+keepalive interval for keepalives and deadlines (stream timeout, token expiry).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from asyncio import Future
+from typing import Callable, Iterable, Sequence
+
+from tornado.ioloop import PeriodicCallback
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
+
+from . import sse
+from .events import Event
+from .filters import Filter
+from .hub import Encoding
+
+log = logging.getLogger("tornado_sse.stream")
+
+#: Why a stream ended, as logged and counted.
+END_CLOSED = "client_closed"
+END_SLOW = "slow_client"
+END_MAX_EVENTS = "max_events"
+END_TIMEOUT = "stream_timeout"
+END_EXPIRED = "token_expired"
+END_SHUTDOWN = "shutdown"
+
+OnEnd = Callable[["SSEStream", str], None]
+
+
+class SSEStream:
+    """Writes events to one client, in id order, each once."""
+
+    def __init__(self, iostream: IOStream, *, filter: Filter, chunked: bool, cursor: int,
+                 max_buffer: int, max_events: int = 0, deadline: float | None = None,
+                 on_end: OnEnd) -> None:
+        self.filter = filter
+        self.encoding = Encoding.CHUNKED if chunked else Encoding.RAW
+        self._iostream = iostream
+        iostream.max_write_buffer_size = max_buffer
+        self._on_end = on_end
+        self._remaining = max_events or None
+        #: Monotonic time at which the stream ends (one-shot timeout, token expiry).
+        self.deadline = deadline
+        self.deadline_reason = END_TIMEOUT
+        #: Id of the last event written (or the resume cursor).
+        self.cursor = cursor
+        #: Events that arrive while a database replay is in flight.
+        self._pending: list[Event] | None = None
+        self.events_sent = 0
+        self.bytes_sent = 0
+        self.started = self.last_write = time.monotonic()
+        self.ended: str | None = None
+        self._last_write: Future[None] | None = None
+
+    # -- replay handover ------------------------------------------------------
+    def hold(self) -> None:
+        """Buffer live deliveries until :meth:`release` (during a replay)."""
+        self._pending = []
+
+    def release(self) -> None:
+        """Write what arrived during the replay, skipping what it covered."""
+        pending, self._pending = self._pending, None
+        if pending:
+            self.write_events(pending)
+
+    def write_events(self, events: Iterable[Event]) -> None:
+        """Write the matching events past the cursor (replay path)."""
+        fresh = [e for e in events if e.id > self.cursor and self.filter.matches(e)]
+        if fresh:
+            self._send(fresh, self._join(fresh))
+
+    # -- hub interface -------------------------------------------------------
+    def deliver(self, events: Sequence[Event], data: bytes) -> None:
+        if self.ended is not None:
+            return
+        if self._pending is not None:
+            self._pending.extend(events)
+            return
+        self._send(events, data)
+
+    def close(self, reason: str) -> None:
+        self.end(reason)
+
+    # -- writing ---------------------------------------------------------------
+    def write_raw(self, frame: bytes) -> None:
+        """Write a non-event frame (retry, reset, keepalive) in this stream's encoding."""
+        self._write(sse.http_chunk(frame) if self.encoding is Encoding.CHUNKED else frame)
+
+    async def drain(self) -> None:
+        """Wait until everything written so far has left for the socket
+        (replay paces itself by this instead of filling the buffer)."""
+        if self._last_write is not None and self.ended is None:
+            try:
+                await self._last_write
+            except StreamClosedError:
+                self.end(END_CLOSED)
+
+    def keepalive(self) -> None:
+        self.write_raw(sse.KEEPALIVE)
+
+    def _join(self, events: Sequence[Event]) -> bytes:
+        if self.encoding is Encoding.CHUNKED:
+            return b"".join([e.chunk for e in events])
+        return b"".join([e.frame for e in events])
+
+    def _send(self, events: Sequence[Event], data: bytes) -> None:
+        limit = self._remaining
+        if limit is not None and len(events) >= limit:
+            events = events[:limit]
+            data = self._join(events)
+        self._write(data)
+        if self.ended is not None:
+            return
+        self.cursor = events[-1].id
+        self.events_sent += len(events)
+        if limit is not None:
+            self._remaining = limit - len(events)
+            if self._remaining == 0:
+                self.end(END_MAX_EVENTS)
+
+    def _write(self, data: bytes) -> None:
+        if self.ended is not None:
+            return
+        try:
+            self._last_write = self._iostream.write(data)
+        except StreamBufferFullError:
+            self.end(END_SLOW)
+            return
+        except StreamClosedError:
+            self.end(END_CLOSED)
+            return
+        self.bytes_sent += len(data)
+        self.last_write = time.monotonic()
+
+    def end(self, reason: str) -> None:
+        """End once; the owner finishes or drops the response."""
+        if self.ended is None:
+            self.ended = reason
+            self._pending = None
+            self._on_end(self, reason)
+
+
+class Ticker:
+    """Keepalives and deadlines for every open stream, from one timer."""
+
+    def __init__(self, keepalive: float) -> None:
+        self.keepalive = keepalive
+        self.streams: set[SSEStream] = set()
+        # Visit often enough that a quiet stream hears from us within 1.25
+        # keepalive intervals, and deadlines are met within a second.
+        period = min(1.0, max(0.05, keepalive / 4))
+        self._timer = PeriodicCallback(self._tick, period * 1000)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for stream in list(self.streams):
+            if stream.deadline is not None and now >= stream.deadline:
+                stream.end(stream.deadline_reason)
+            elif now - stream.last_write >= self.keepalive:
+                stream.keepalive()
