@@ -1,6 +1,6 @@
 """Real tornado_sse servers on real ports, on the test's IOLoop.
 
-``make_server(**settings)`` starts a server (pool, listener, HTTP on an
+``await make_server(**settings)`` starts a server (pool, listener, HTTP on an
 unused port) with the given settings over the test database; every server
 is stopped at teardown. Tests talk to it over real HTTP.
 """
@@ -8,7 +8,7 @@ is stopped at teardown. Tests talk to it over real HTTP.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 from tornado.ioloop import IOLoop
@@ -34,16 +34,16 @@ def auth(token: str | None = None) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_server(io_loop: IOLoop, db: str, tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def make_server(io_loop: IOLoop, db: str, tmp_path: Path) -> Iterator[Callable[..., Awaitable[Server]]]:
     servers: list[Server] = []
 
-    def start(check_interval: float = 10.0, dsn: str | None = None, **overrides: Any) -> Server:
+    async def start(check_interval: float = 10.0, dsn: str | None = None, **overrides: Any) -> Server:
         values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "dsn": dsn or db,
                                   "jwt_secret": SECRET, "data_dir": tmp_path / "data"}
         values.update(overrides)
         server = Server(Settings(**values), values["dsn"], check_interval=check_interval)
-        io_loop.run_sync(server.start, timeout=30)
         servers.append(server)
+        await server.start()
         return server
 
     yield start
@@ -52,6 +52,6 @@ def make_server(io_loop: IOLoop, db: str, tmp_path: Path) -> Iterator[Callable[.
 
 
 @pytest.fixture
-def server(make_server: Callable[..., Server]) -> Server:
+def server(io_loop: IOLoop, make_server: Callable[..., Awaitable[Server]]) -> Server:
     """A server with default settings."""
-    return make_server()
+    return io_loop.run_sync(make_server, timeout=30)

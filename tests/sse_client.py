@@ -31,7 +31,10 @@ class Message:
 class SSEParser:
     """Incremental WHATWG event-stream parser."""
 
+    #: What a browser sends as Last-Event-ID: updated only when a frame
+    #: completes (WHATWG: at dispatch), never by a half-received frame.
     last_event_id: str = ""
+    _id_buffer: str = ""
     retry: int | None = None
     comments: list[str] = field(default_factory=list)
     _buf: str = ""
@@ -65,6 +68,7 @@ class SSEParser:
 
     def _line(self, line: str, out: list[Message]) -> None:
         if line == "":
+            self.last_event_id = self._id_buffer
             if self._data:
                 out.append(Message(self._event or "message", "\n".join(self._data),
                                    self.last_event_id))
@@ -82,7 +86,7 @@ class SSEParser:
             self._event = value
         elif name == "id":
             if "\0" not in value:
-                self.last_event_id = value
+                self._id_buffer = value
         elif name == "retry":
             if value.isdigit():
                 self.retry = int(value)
@@ -147,6 +151,7 @@ class SSEConnection:
     def _finish(self, how: str) -> None:
         if not self.ended.done():
             self.ended.set_result(how)
+        self.writer.close()
 
     async def next(self, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.messages.get(), timeout)

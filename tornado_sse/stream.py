@@ -2,11 +2,15 @@
 
 A stream writes the hub's pre-encoded bytes straight to the connection's
 IOStream (one write per wake-up), bypassing RequestHandler.write so nothing
-is copied or re-encoded per stream. Its write buffer is bounded: a client
-that stops reading is cut (the connection dropped, not finished) once its
-unsent bytes pass ``max_buffer``, and resumes from its last complete event
-(SSE clients discard a half-received frame), so nothing is lost and one slow
-client never grows the server's memory.
+is copied or re-encoded per stream (IOStream keeps large writes by
+reference, so streams of one group share one bytes object). Its backlog is
+bounded: a client whose unsent bytes already exceed ``max_buffer`` when the
+next write comes is cut (the connection dropped, not finished) and resumes
+from its last complete event (SSE clients discard a half-received frame), so
+nothing is lost and one slow client never grows the server's memory. The
+bound is on the backlog, not on one write, so a burst larger than the bound
+does not cut clients that keep up; memory per stream stays below
+``max_buffer`` plus one wake-up's bytes.
 
 Per-stream timers would cost a heap entry per stream and a reschedule per
 write; instead one :class:`Ticker` visits every stream a few times per
@@ -15,6 +19,7 @@ keepalive interval for keepalives and deadlines (stream timeout, token expiry).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from asyncio import Future
@@ -38,6 +43,9 @@ END_TIMEOUT = "stream_timeout"
 END_EXPIRED = "token_expired"
 END_SHUTDOWN = "shutdown"
 
+#: Seconds a replaying client may take to accept one batch.
+DRAIN_TIMEOUT = 30.0
+
 OnEnd = Callable[["SSEStream", str], None]
 
 
@@ -50,7 +58,7 @@ class SSEStream:
         self.filter = filter
         self.encoding = Encoding.CHUNKED if chunked else Encoding.RAW
         self._iostream = iostream
-        iostream.max_write_buffer_size = max_buffer
+        self._max_buffer = max_buffer
         self._on_end = on_end
         self._remaining = max_events or None
         #: Monotonic time at which the stream ends (one-shot timeout, token expiry).
@@ -100,14 +108,20 @@ class SSEStream:
         """Write a non-event frame (retry, reset, keepalive) in this stream's encoding."""
         self._write(sse.http_chunk(frame) if self.encoding is Encoding.CHUNKED else frame)
 
-    async def drain(self) -> None:
-        """Wait until everything written so far has left for the socket
-        (replay paces itself by this instead of filling the buffer)."""
-        if self._last_write is not None and self.ended is None:
-            try:
-                await self._last_write
-            except StreamClosedError:
-                self.end(END_CLOSED)
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Wait until everything written so far has left for the socket.
+
+        Replay paces itself by this instead of filling the buffer; a client
+        that does not take a batch within ``timeout`` is too slow and is cut.
+        """
+        if self._last_write is None or self.ended is not None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._last_write), timeout)
+        except StreamClosedError:
+            self.end(END_CLOSED)
+        except asyncio.TimeoutError:
+            self.end(END_SLOW)
 
     def keepalive(self) -> None:
         self.write_raw(sse.KEEPALIVE)
@@ -135,6 +149,9 @@ class SSEStream:
     def _write(self, data: bytes) -> None:
         if self.ended is not None:
             return
+        # IOStream refuses a write when buffer + data > max_write_buffer_size;
+        # raising the limit by len(data) makes that "buffer > max_buffer".
+        self._iostream.max_write_buffer_size = self._max_buffer + len(data)
         try:
             self._last_write = self._iostream.write(data)
         except StreamBufferFullError:

@@ -1,0 +1,102 @@
+"""The hub on its own: no HTTP, no database (tornado_sse/hub.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from tornado_sse.events import Event
+from tornado_sse.filters import Filter, parse_topics
+from tornado_sse.hub import Encoding, Hub
+
+
+def ev(i: int, topic: str = "appointment.created", staff=(5,), products=(456,)) -> Event:
+    resource = topic.split(".")[0]
+    return Event.from_row((i, topic, resource, i, "{}", 0,
+                           None if staff is None else list(staff),
+                           None if products is None else list(products), 0.0))
+
+
+@dataclass(eq=False)
+class Recorder:
+    filter: Filter = field(default_factory=Filter)
+    encoding: Encoding = Encoding.RAW
+    got: list[int] = field(default_factory=list)
+    writes: list[bytes] = field(default_factory=list)
+    closed: str | None = None
+
+    def deliver(self, events: Sequence[Event], data: bytes) -> None:
+        self.got += [e.id for e in events]
+        self.writes.append(data)
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+
+
+def test_one_write_per_batch_with_bytes_joined_once_per_filter():
+    hub = Hub()
+    a, b = Recorder(), Recorder()
+    staff = Recorder(filter=Filter(audience_staff_id=6))
+    for r in (a, b, staff):
+        hub.subscribe(r)
+    batch = [ev(1), ev(2, staff=(6,)), ev(3)]
+    hub.publish(batch)
+    assert a.got == b.got == [1, 2, 3]
+    assert len(a.writes) == 1 and a.writes[0] == b"".join(e.frame for e in batch)
+    assert a.writes[0] is b.writes[0]  # the same bytes object: joined once
+    assert staff.got == [2]
+
+
+def test_window_answers_resumes_and_reports_what_it_cannot():
+    hub = Hub(window=3)
+    hub.start_at(10)
+    assert hub.events_after(10) == []
+    assert hub.events_after(9) is None  # before the server started: not in memory
+    hub.publish([ev(11), ev(12)])
+    hub.publish([ev(13), ev(14), ev(15)])  # 11 and 12 leave the window
+    assert [e.id for e in hub.events_after(12)] == [13, 14, 15]
+    assert [e.id for e in hub.events_after(14)] == [15]
+    assert hub.events_after(11) is None
+    assert hub.events_after(15) == []
+
+
+def test_publish_rejects_out_of_order_batches():
+    hub = Hub()
+    hub.publish([ev(5)])
+    try:
+        hub.publish([ev(5)])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a repeated id was accepted")
+
+
+def test_filters_topics_wildcards_staff_and_product():
+    topics = parse_topics("appointment.*,availability.deleted")
+    f = Filter(topics=topics)
+    assert f.matches(ev(1, "appointment.rescheduled"))
+    assert f.matches(ev(2, "availability.deleted", staff=None, products=None))
+    assert not f.matches(ev(3, "availability.created", staff=None, products=None))
+    assert Filter(staff_id=5).matches(ev(4))
+    assert not Filter(staff_id=7).matches(ev(5))
+    assert Filter(staff_id=7).matches(ev(6, "availability.created", staff=None, products=None))
+    assert not Filter(product_id=1).matches(ev(7))
+    # A staff audience sees appointments that are or were theirs, and all availability.
+    moved_away = ev(8, "appointment.updated", staff=(5, 9))
+    assert Filter(audience_staff_id=5).matches(moved_away)
+    assert not Filter(audience_staff_id=4).matches(moved_away)
+    assert Filter(audience_staff_id=4).matches(ev(9, "availability.updated", staff=(3,)))
+
+
+def test_close_ends_every_subscriber_and_refuses_new_ones():
+    hub = Hub()
+    r = Recorder()
+    hub.subscribe(r)
+    hub.close("shutdown")
+    assert r.closed == "shutdown" and len(hub) == 0
+    try:
+        hub.subscribe(Recorder())
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("closed hub accepted a subscriber")
