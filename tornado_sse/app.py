@@ -11,6 +11,7 @@ from .context import Context
 from .errors import not_found
 from .handlers.base import BaseHandler
 from .handlers.health import HealthHandler, MetricsHandler
+from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
 
 access_log = logging.getLogger("tornado.access")
@@ -44,6 +45,8 @@ def make_app(ctx: Context) -> Application:
         for path, route, n, t in sse_routes
     ]
     routes += [
+        (r"/session", SessionHandler, {"ctx": ctx}),
+        (r"/api/me", MeHandler, {"ctx": ctx}),
         (r"/healthz", HealthHandler, {"ctx": ctx}),
         (r"/metrics", MetricsHandler, {"ctx": ctx}),
     ]
@@ -53,5 +56,5 @@ def make_app(ctx: Context) -> Application:
         default_handler_args={"ctx": ctx},
         log_function=log_request,
         compress_response=False,  # SPEC §3: never compressed (it would buffer the stream)
-        xheaders=False,
+        cors_origins=frozenset(s.cors_origins),
     )

@@ -25,7 +25,7 @@ from .context import Context
 from .hub import Hub
 from .listener import Listener
 from .metrics import Metrics
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .stream import END_SHUTDOWN, Ticker
 
 log = logging.getLogger("tornado_sse.server")
@@ -90,10 +90,27 @@ class Server:
         await ctx.pool.close()
 
 
-def serve(settings: Settings, dsn: str) -> int:
-    """Run until SIGTERM or SIGINT; return the exit status."""
-    sockets = bind_sockets(settings.port, settings.host)
-    return asyncio.run(_serve(settings, dsn, sockets))
+def serve(settings: Settings) -> int:
+    """``run.py serve``: run until SIGTERM or SIGINT; return the exit status.
+
+    The port is bound first, so a port in use fails before a database starts.
+    The embedded database (if that is the database) stops last.
+    """
+    from .dbsetup import database
+    from .migrate import migrate
+    from .seed import seed_if_empty
+
+    try:
+        sockets = bind_sockets(settings.port, settings.host)
+    except OSError as exc:
+        raise SettingsError(f"--port: cannot listen on {settings.host}:{settings.port}: "
+                            f"{exc.strerror}") from None
+    Authenticator(settings)  # a key that does not fit fails here, with one line
+    with database(settings) as dsn:
+        migrate(dsn)
+        if settings.embedded and seed_if_empty(dsn):
+            log.info("seeded the new embedded database with a demo week")
+        return asyncio.run(_serve(settings, dsn, sockets))
 
 
 async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket]) -> int:

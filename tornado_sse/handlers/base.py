@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado.web import HTTPError, RequestHandler
 
+from ..auth import redact
 from ..errors import ApiError, invalid_params
 
 if TYPE_CHECKING:
@@ -35,8 +36,10 @@ class BaseHandler(RequestHandler):
 
     # -- CORS ------------------------------------------------------------------
     def set_default_headers(self) -> None:
+        # Runs before initialize() and again when an error resets the
+        # headers, so the origin list comes from the application settings.
         origin = self.request.headers.get("Origin")
-        if origin is not None and origin in self.ctx.settings.cors_origins:
+        if origin is not None and origin in self.application.settings["cors_origins"]:
             # Only listed origins, echoed, never "*": responses carry private
             # data and credentials (cookie) are allowed.
             self.set_header("Access-Control-Allow-Origin", origin)
@@ -107,7 +110,10 @@ class BaseHandler(RequestHandler):
         self.finish(json.dumps(error.body(), separators=(",", ":")))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, ApiError):
+        if isinstance(value, (ApiError, HTTPError)):
             # Expected: the access log line says enough; no traceback.
             return
-        super().log_exception(typ, value, tb)
+        # Tornado's own version prints the request with its URI and headers,
+        # which may carry a token (SPEC §4: never in logs).
+        log.error("uncaught exception in %s %s", self.request.method,
+                  redact(self.request.uri or ""), exc_info=(typ, value, tb))
