@@ -84,3 +84,12 @@ def insert_appointment(dsn: str, **cols: object) -> int:
     marks = ", ".join(f"%({k})s" for k in values)
     rows = execute(dsn, f"INSERT INTO appointments ({names}) VALUES ({marks}) RETURNING id", values)
     return int(rows[0][0])
+
+
+def kill_listener(dsn: str) -> int:
+    """Terminate the server's LISTEN connection(s), found by application
+    name (a remembered pid may meanwhile belong to another backend)."""
+    rows = execute(dsn, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                        " FROM pg_stat_activity WHERE application_name = 'tornado_sse_listener'"
+                        " AND datname = current_database()")
+    return int(rows[0][0])

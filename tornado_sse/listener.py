@@ -37,6 +37,8 @@ from .hub import Hub
 log = logging.getLogger("tornado_sse.listener")
 
 CHANNEL = "sse_events"
+#: How the LISTEN connection shows in pg_stat_activity (and how to find it).
+APPLICATION_NAME = "tornado_sse_listener"
 
 
 class State(enum.Enum):
@@ -110,19 +112,25 @@ class Listener:
     async def stop(self) -> None:
         """Stop listening and close the connection."""
         self.state = State.STOPPED
+        # Close the connection first, so a wait inside notifies() fails at once
+        # even if the cancellation below is lost (see _run).
+        await self._close_conn()
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # Bounded: shutdown must not hang on a connect or pool wait that
+            # is slow to honour cancellation.
+            done, _ = await asyncio.wait({self._task}, timeout=5)
+            if not done:
+                log.warning("listener task did not stop within 5 s; abandoning it")
             self._task = None
-        await self._close_conn()
 
     # -- the loop -----------------------------------------------------------
     async def _run(self) -> None:
         backoff = Backoff()
-        while True:
+        # The state is checked as well as cancellation honoured: on Python
+        # <= 3.11, asyncio.wait_for can swallow a cancellation that arrives
+        # as its inner awaitable completes (CPython gh-86296).
+        while self.state is not State.STOPPED:
             try:
                 await self._listen()
                 await self.catch_up()
@@ -148,7 +156,7 @@ class Listener:
 
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
-            self._dsn, autocommit=True, connect_timeout=10,
+            self._dsn, autocommit=True, connect_timeout=10, application_name=APPLICATION_NAME,
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
         self._conn = conn
         await conn.execute(f"LISTEN {CHANNEL}")
@@ -157,7 +165,7 @@ class Listener:
     async def _wait_loop(self) -> None:
         conn = self._conn
         assert conn is not None
-        while True:
+        while self.state is not State.STOPPED:
             woke = False
             async for _ in conn.notifies(timeout=self._check_interval, stop_after=1):
                 woke = True
@@ -192,8 +200,8 @@ class Listener:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                await asyncio.wait_for(conn.close(), 2)
-            except (psycopg.Error, OSError, asyncio.TimeoutError):
+                await conn.close()  # only closes the socket: no round trip to wait for
+            except (psycopg.Error, OSError):
                 pass
 
     def _set_state(self, state: State) -> None:
