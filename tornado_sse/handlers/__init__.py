@@ -1,0 +1,1 @@
+"""HTTP handlers: thin shells over the hub, the store and the auth."""
