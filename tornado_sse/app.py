@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from tornado.web import Application, RequestHandler
+from pathlib import Path
+
+from tornado.web import Application, RequestHandler, StaticFileHandler
 
 from .auth import redact
 from .context import Context
 from .errors import not_found
 from .handlers.base import BaseHandler
+from .handlers.api import (AppointmentHandler, AppointmentsHandler, AvailabilitiesHandler,
+                           AvailabilityHandler)
 from .handlers.health import HealthHandler, MetricsHandler
+from .handlers.poll import PollHandler
 from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
 
 access_log = logging.getLogger("tornado.access")
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class CalendarHandler(StaticFileHandler):
+    """``GET /``: the calendar page (one file, served without a redirect)."""
+
+    def initialize(self, path: str, default_filename: str | None = None) -> None:  # type: ignore[override]
+        self._page = Path(path)
+        super().initialize(path=str(self._page.parent))
+
+    def get(self, path: str = "", include_body: bool = True) -> Any:  # type: ignore[override]
+        return super().get(self._page.name, include_body)
 
 
 class NotFoundHandler(BaseHandler):
@@ -45,6 +64,18 @@ def make_app(ctx: Context) -> Application:
         for path, route, n, t in sse_routes
     ]
     routes += [
+        (path, PollHandler, {"ctx": ctx, "route": route})
+        for path, route in ((r"/poll", "poll"), (r"/wc-appointments/v2/poll", "wc-poll"),
+                            (r"/wp-json/wc-appointments/v2/poll", "wc-poll"))
+    ]
+    item = r"/(\d{1,18})"  # ids are bigints: longer digit strings are 404, not a 500
+    routes += [
+        (r"/api/appointments", AppointmentsHandler, {"ctx": ctx}),
+        (r"/api/appointments" + item, AppointmentHandler, {"ctx": ctx}),
+        (r"/api/availabilities", AvailabilitiesHandler, {"ctx": ctx}),
+        (r"/api/availabilities" + item, AvailabilityHandler, {"ctx": ctx}),
+        (r"/", CalendarHandler, {"path": str(STATIC / "calendar.html")}),
+        (r"/static/(.*)", StaticFileHandler, {"path": str(STATIC)}),
         (r"/session", SessionHandler, {"ctx": ctx}),
         (r"/api/me", MeHandler, {"ctx": ctx}),
         (r"/healthz", HealthHandler, {"ctx": ctx}),

@@ -49,7 +49,8 @@ class Server:
         s = self.settings
         auth = Authenticator(s)  # validates keys before anything else starts
         pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=s.pool_size, open=False,
-                                   kwargs={"autocommit": True}, name="tornado_sse")
+                                   kwargs={"autocommit": True, "application_name": "tornado_sse"},
+                                   name="tornado_sse")
         await pool.open(wait=True, timeout=30)
         hub = Hub(window=s.window)
         metrics = Metrics()
@@ -108,8 +109,8 @@ def serve(settings: Settings) -> int:
     Authenticator(settings)  # a key that does not fit fails here, with one line
     with database(settings) as dsn:
         migrate(dsn)
-        if settings.embedded and seed_if_empty(dsn):
-            log.info("seeded the new embedded database with a demo week")
+        if settings.embedded:
+            seed_if_empty(dsn)
         return asyncio.run(_serve(settings, dsn, sockets))
 
 

@@ -12,10 +12,12 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+from psycopg_pool import PoolTimeout
 from tornado.web import HTTPError, RequestHandler
 
 from ..auth import redact
-from ..errors import ApiError, invalid_params
+from ..errors import ApiError, invalid_params, unavailable
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -97,6 +99,8 @@ class BaseHandler(RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             error = exc
+        elif isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+            error = unavailable()
         elif isinstance(exc, HTTPError) or status_code < 500:
             error = ApiError(status_code, _TORNADO_CODES.get(status_code, "rest_error"),
                              self._reason)
@@ -112,6 +116,10 @@ class BaseHandler(RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, (ApiError, HTTPError)):
             # Expected: the access log line says enough; no traceback.
+            return
+        if isinstance(value, (psycopg.OperationalError, PoolTimeout)):
+            log.warning("database unavailable for %s %s: %s", self.request.method,
+                        redact(self.request.uri or ""), str(value).strip().splitlines()[:1])
             return
         # Tornado's own version prints the request with its URI and headers,
         # which may carry a token (SPEC §4: never in logs).

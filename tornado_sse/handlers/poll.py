@@ -1,0 +1,146 @@
+"""GET /poll: long-polling for clients behind buffering proxies (SPEC §5).
+
+Served from the same hub and the same replay-then-live handover as /sse: a
+poll subscribes, notes the hub's newest id, answers at once from the replay
+(memory window or database) if anything matching is pending, and otherwise
+waits for the next matching batch. ``last_id`` always moves past events the
+filters hid, so a client with a narrow filter does not rescan them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Sequence
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from ..errors import unavailable
+from ..events import Event
+from ..filters import Filter
+from ..hub import Encoding, Hub
+from ..resume import Replay
+from .base import BaseHandler
+from .query import parse_stream_query
+
+DEFAULT_MAX_EVENTS = 50
+MAX_TIMEOUT = 60.0
+
+
+class PollWaiter:
+    """A hub subscriber that resolves on its first matching batch.
+
+    It records how far the hub had published when that batch came
+    (``scanned``): later batches may arrive before the handler runs, and
+    ``last_id`` must not skip them.
+    """
+
+    encoding = Encoding.NONE
+
+    def __init__(self, flt: Filter, hub: Hub) -> None:
+        self.filter = flt
+        self._hub = hub
+        self.scanned = hub.last_id
+        self.future: asyncio.Future[Sequence[Event]] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, events: Sequence[Event], data: bytes) -> None:
+        if not self.future.done():
+            self.scanned = self._hub.last_id  # publish sets it before fan-out
+            self.future.set_result(list(events))
+
+    def close(self, reason: str) -> None:
+        if not self.future.done():
+            self.future.set_result([])
+
+
+class PollHandler(BaseHandler):
+    def initialize(self, ctx, route: str = "poll") -> None:  # type: ignore[no-untyped-def]
+        super().initialize(ctx)
+        self.route = route
+        self.waiter: PollWaiter | None = None
+
+    async def get(self) -> None:
+        principal = self.principal()
+        errors: dict[str, str] = {}
+        query = parse_stream_query(self, principal, errors)
+        timeout = self._timeout(errors)
+        self.check(errors)
+        limit = query.max_events or DEFAULT_MAX_EVENTS
+        hub = self.ctx.hub
+        self.set_header("Cache-Control", "no-store")
+
+        if query.cursor is None:
+            # No cursor: where "now" is, so the next call waits for news.
+            self._answer([], hub.last_id)
+            return
+
+        waiter = self.waiter = PollWaiter(query.filter, hub)
+        hub.subscribe(waiter)  # same tick as the Replay: no gap, no duplicate
+        replay = Replay(hub, self.ctx.pool, query.cursor)
+        metrics = self.ctx.metrics
+        metrics.open_polls.labels(self.route).inc()
+        try:
+            reset = await replay.check()
+            if reset is not None:
+                metrics.reset_sent()
+                self._answer([], reset.last_id, reset=reset.body())
+                return
+            found: list[Event] = []
+            async for batch in replay.batches():
+                for event in batch:
+                    if query.filter.matches(event):
+                        found.append(event)
+                        if len(found) == limit:
+                            self._answer(found, event.id)
+                            return
+            if found:
+                self._answer(found, replay.upto)
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+            except asyncio.TimeoutError:
+                pass
+            if waiter.future.done():  # possibly set between the timeout and now
+                events = list(waiter.future.result())
+                newest = waiter.scanned
+            else:
+                # Still subscribed: everything the hub has was hidden by the filters.
+                events, newest = [], hub.last_id
+            newest = max(newest, query.cursor)
+            if len(events) > limit:
+                events = events[:limit]
+                newest = events[-1].id
+            if not self._finished and self.request.connection.stream is not None \
+                    and not self.request.connection.stream.closed():  # type: ignore[union-attr]
+                self._answer(events, newest)
+        except (psycopg.OperationalError, PoolTimeout):
+            raise unavailable() from None
+        finally:
+            hub.unsubscribe(waiter)
+            metrics.open_polls.labels(self.route).dec()
+
+    def on_connection_close(self) -> None:
+        # Release the waiting client at once: resolve its future so the
+        # handler returns and unsubscribes.
+        if self.waiter is not None:
+            self.waiter.close("client_closed")
+
+    def _timeout(self, errors: dict[str, str]) -> float:
+        raw = self.get_query_argument("timeout", None)
+        if raw is None or raw == "":
+            return self.ctx.settings.poll_timeout
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= MAX_TIMEOUT:
+            errors["timeout"] = f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT:.0f}."
+        return value
+
+    def _answer(self, events: Sequence[Event], last_id: int, reset: dict | None = None) -> None:
+        # The envelopes are already JSON: splice them in rather than re-encode.
+        body = '{"events":[' + ",".join(e.json for e in events) + '],"last_id":' + str(last_id)
+        if reset is not None:
+            body += ',"reset":{"reason":"%s","last_id":%d}' % (reset["reason"], reset["last_id"])
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(body + "}")
