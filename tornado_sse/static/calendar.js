@@ -1,0 +1,562 @@
+/*
+ * The admin calendar: FullCalendar 7 fed by a snapshot of the visible range,
+ * then kept current by the event stream (TornadoSSE, client.js).
+ *
+ * Consistency rule: every row carries the id of the newest event it
+ * reflects (a snapshot's rows: its last_event_id), and a change applies only
+ * if it is newer. Snapshots and the stream race each other (navigating,
+ * filtering and resets all load snapshots while events flow), so applying
+ * "upsert by id, newest wins" makes every order of arrival end in the same
+ * calendar, and re-applying an event is harmless.
+ *
+ * The page sets <body data-status> to 'loading', 'error', or a TornadoSSE
+ * status, and <body data-last-event-id>; window.tsse is for browser tests.
+ */
+(function () {
+  'use strict';
+
+  const EXPIRED_MESSAGE = ['Your session has expired or the link is invalid — open a fresh link from ',
+    {code: 'python run.py token'}, '.'];
+  // localStorage is per origin already. Kept so that tests and support can
+  // see how far a page got, even after it closed; a new page always starts
+  // from a snapshot's last_event_id, which is consistent with its rows.
+  const CURSOR_KEY = 'tornado_sse.last_event_id';
+  const STATUS_COLORS = {
+    'unpaid': '#d97706',
+    'pending-confirmation': '#ea580c',
+    'confirmed': '#2563eb',
+    'paid': '#16a34a',
+    'complete': '#475569',
+    'in-cart': '#9333ea',
+    'was-in-cart': '#a78bfa',
+    'cancelled': '#9ca3af',
+  };
+  const STATUS_LABELS = {
+    loading: 'Loading…', error: 'Error', live: 'Live', reconnecting: 'Reconnecting…',
+    polling: 'Polling', offline: 'Offline', unauthorized: 'Signed out',
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    calendar: $('calendar'), badge: $('status-badge'), notice: $('notice'), noticeText: $('notice-text'),
+    who: $('who'), staff: $('staff-filter'), product: $('product-filter'),
+    details: $('details'), detailsBody: $('details-body'),
+  };
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  // Rows by id, each with the event id it reflects; deleted rows leave a
+  // tombstone version so that an older snapshot cannot bring them back.
+  class VersionedStore {
+    constructor() {
+      this.clear();
+    }
+
+    clear() {
+      this.rows = new Map();
+      this.versions = new Map();
+    }
+
+    // row null: deleted. Returns whether anything changed.
+    apply(id, version, row) {
+      if ((this.versions.get(id) ?? -1) >= version) return false;
+      this.versions.set(id, version);
+      const old = this.rows.get(id);
+      if (row === null) return this.rows.delete(id);
+      // Keep the old object when nothing changed: rendering compares by identity.
+      if (old && JSON.stringify(old) === JSON.stringify(row)) return false;
+      this.rows.set(id, row);
+      return true;
+    }
+
+    // A snapshot is the whole truth, as of `version`, about the rows that
+    // `covers` accepts: those it does not list are gone.
+    load(rows, version, covers) {
+      const listed = new Set();
+      for (const row of rows) {
+        listed.add(row.id);
+        this.apply(row.id, version, row);
+      }
+      for (const [id, row] of [...this.rows]) {
+        if (!listed.has(id) && covers(row)) this.apply(id, version, null);
+      }
+    }
+  }
+
+  const appointments = new VersionedStore();
+  const availabilities = new VersionedStore();
+  const filter = {staffId: null, productId: null};
+  const renderedAppointments = new Map(); // calendar event id -> row as rendered
+  let renderedAvailabilityIds = [];
+  let availabilitiesDirty = true;
+  let renderQueued = false;
+  let me = null;
+  let calendar = null;
+  let subscription = null;
+  let status = 'loading';
+  let lastEventId = null;
+  let lastEventAt = null; // Date.now() when the newest event arrived
+  let detailsId = null; // the appointment in the side panel
+
+  async function api(method, path, body) {
+    const init = {method, credentials: 'same-origin', headers: {Accept: 'application/json'}};
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, 'The server cannot be reached. Check that `python run.py` is running.');
+    }
+    const data = res.status === 204 ? null : await res.json().catch(() => null);
+    if (!res.ok) {
+      // Errors are JSON in the WordPress REST shape: {code, message, data: {status}}.
+      const message = data && data.message ? data.message : `${method} ${path}: HTTP ${res.status}`;
+      throw new ApiError(res.status, message);
+    }
+    // A write needs only its status; a read needs its JSON.
+    if (data === null && method === 'GET') throw new ApiError(res.status, `GET ${path}: not JSON`);
+    return data;
+  }
+
+  // ?token=... (the link `python run.py` prints): trade it once for the
+  // HttpOnly session cookie. It leaves the address bar first, so it stays
+  // out of history and bookmarks even if the exchange fails.
+  async function establishSession() {
+    const params = new URLSearchParams(location.search);
+    const token = params.get('token');
+    if (!token) return;
+    params.delete('token');
+    const query = params.toString();
+    history.replaceState(history.state, '', location.pathname + (query ? '?' + query : '') + location.hash);
+    await api('POST', '/session', {token});
+  }
+
+  // --- snapshots --------------------------------------------------------
+
+  const toEpoch = (date) => Math.floor(date.getTime() / 1000);
+
+  async function loadAppointments() {
+    const {activeStart, activeEnd} = calendar.view;
+    const start = toEpoch(activeStart);
+    const end = toEpoch(activeEnd);
+    const params = new URLSearchParams({start, end});
+    const snapshotFilter = {...filter};
+    if (snapshotFilter.staffId != null) params.set('staff_id', snapshotFilter.staffId);
+    if (snapshotFilter.productId != null) params.set('product_id', snapshotFilter.productId);
+    const data = await api('GET', '/api/appointments?' + params);
+    appointments.load(data.appointments, data.last_event_id,
+      (a) => a.start < end && a.end > start && matches(a, snapshotFilter));
+    scheduleRender();
+    return data.last_event_id;
+  }
+
+  async function loadAvailabilities() {
+    const data = await api('GET', '/api/availabilities');
+    availabilities.load(data.availabilities, data.last_event_id, () => true);
+    availabilitiesDirty = true;
+    scheduleRender();
+    return data.last_event_id;
+  }
+
+  // The stream could not replay everything since our cursor: what we hold
+  // may miss changes anywhere, so start over from fresh snapshots.
+  async function reload(resetId) {
+    appointments.clear();
+    availabilities.clear();
+    noteEvent(resetId);
+    try {
+      await Promise.all([loadAppointments(), loadAvailabilities()]);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  // --- the stream ---------------------------------------------------------
+
+  function applyEvent(event) {
+    const [resource, action] = event.topic.split('.');
+    const row = action === 'deleted' ? null : event.payload;
+    // Trashed and cancelled rows stay in the store: status decides how they show.
+    if (resource === 'appointment') {
+      appointments.apply(event.resource_id, event.id, row);
+    } else if (resource === 'availability') {
+      availabilitiesDirty = availabilities.apply(event.resource_id, event.id, row) || availabilitiesDirty;
+    }
+    noteEvent(event.id);
+    lastEventAt = Date.now();
+    scheduleRender();
+  }
+
+  function noteEvent(id) {
+    lastEventId = id;
+    document.body.dataset.lastEventId = id;
+  }
+
+  function setStatus(next) {
+    status = next;
+    document.body.dataset.status = next;
+    if (next === 'unauthorized') showNotice(EXPIRED_MESSAGE, 'expired');
+    else if (els.notice.dataset.kind === 'expired') hideNotice();
+    updateBadge();
+  }
+
+  // --- rendering ----------------------------------------------------------
+
+  function matches(a, f = filter) {
+    return (f.staffId == null || (a.staff_ids || []).includes(f.staffId))
+      && (f.productId == null || a.product_id === f.productId);
+  }
+
+  // A burst of events (a replay, a busy minute) renders once per frame. A
+  // hidden tab gets no frames, so it batches on a timer instead.
+  function scheduleRender() {
+    if (renderQueued || !calendar) return;
+    renderQueued = true;
+    if (document.hidden) setTimeout(render, 250); else requestAnimationFrame(render);
+  }
+
+  function render() {
+    if (!renderQueued) return;
+    renderQueued = false;
+    calendar.batchRendering(() => {
+      renderAppointments();
+      if (availabilitiesDirty) renderAvailabilities();
+    });
+    updateFilterOptions();
+    updateBadge();
+    if (!els.details.hidden) refreshDetails();
+    try {
+      if (lastEventId != null) localStorage.setItem(CURSOR_KEY, String(lastEventId));
+    } catch (err) {
+      // Storage disabled or full: only the diagnostics lose.
+    }
+  }
+
+  function renderAppointments() {
+    const wanted = new Map();
+    for (const a of appointments.rows.values()) {
+      if (a.status !== 'trash' && matches(a)) wanted.set('appointment-' + a.id, a);
+    }
+    for (const [key, shown] of renderedAppointments) {
+      if (wanted.get(key) === shown) continue;
+      const event = calendar.getEventById(key);
+      if (event) event.remove();
+      renderedAppointments.delete(key);
+    }
+    for (const [key, a] of wanted) {
+      if (renderedAppointments.has(key)) continue;
+      calendar.addEvent(appointmentEvent(key, a));
+      renderedAppointments.set(key, a);
+    }
+  }
+
+  function appointmentEvent(key, a) {
+    const cancelled = a.status === 'cancelled';
+    return {
+      id: key,
+      title: `${a.customer_id == null ? 'Guest' : 'Customer #' + a.customer_id} · Product #${a.product_id}`,
+      start: new Date(a.start * 1000),
+      end: new Date(a.end * 1000),
+      allDay: a.all_day,
+      color: STATUS_COLORS[a.status] || '#64748b',
+      className: `tsse-appointment tsse-status-${a.status}${cancelled ? ' tsse-cancelled' : ''}`,
+      editable: !cancelled,
+      extendedProps: {appointment: a},
+    };
+  }
+
+  function renderAvailabilities() {
+    availabilitiesDirty = false;
+    for (const id of renderedAvailabilityIds) {
+      const event = calendar.getEventById(id);
+      if (event) event.remove();
+    }
+    renderedAvailabilityIds = [];
+    for (const rule of availabilities.rows.values()) {
+      availabilityEvents(rule).forEach((input, n) => {
+        input.id = `availability-${rule.id}-${n}`;
+        calendar.addEvent(input);
+        renderedAvailabilityIds.push(input.id);
+      });
+    }
+  }
+
+  /*
+   * Unavailable time as background shading. Rules are WooCommerce
+   * Appointments rules; drawn: 'custom' (dates YYYY-MM-DD, inclusive),
+   * 'time' (HH:MM to HH:MM every day), 'time:1'..'time:7' (the same on one
+   * weekday, 1 = Monday) and 'days' (weekdays 1..7). Not drawn (best
+   * effort): 'months', 'weeks', 'rrule', 'time:range', 'custom:daterange',
+   * and the priority order in which WooCommerce lets an appointable rule
+   * punch a hole into an unavailable one. Global rules always show; a
+   * product's or staff member's rules show when that filter is selected.
+   */
+  function availabilityEvents(rule) {
+    const applies = rule.scope === 'global'
+      || (rule.scope === 'product' && rule.product_id === filter.productId)
+      || (rule.scope === 'staff' && rule.staff_id === filter.staffId);
+    if (rule.appointable || !applies) return [];
+    const base = {
+      title: rule.title || 'Unavailable', display: 'background', color: '#94a3b8',
+      className: 'tsse-unavailable', editable: false,
+    };
+    const from = rule.from_range || '';
+    const to = rule.to_range || '';
+    const isDate = (s) => /^\d{4}-\d{2}-\d{2}$/.test(s);
+    const isTime = (s) => /^\d{1,2}:\d{2}$/.test(s);
+    const weekday = /^time:([1-7])$/.exec(rule.range_type);
+
+    if (rule.range_type === 'custom' && isDate(from) && isDate(to)) {
+      return [{...base, allDay: true, start: from, end: nextDay(to)}];
+    }
+    if ((rule.range_type === 'time' || weekday) && isTime(from) && isTime(to)) {
+      const day = weekday ? Number(weekday[1]) % 7 : null; // FullCalendar: 0 = Sunday
+      if (from < to || to === '00:00') {
+        return [{...base, startTime: from, endTime: to === '00:00' ? '24:00' : to,
+          daysOfWeek: day == null ? undefined : [day]}];
+      }
+      // Overnight, like 22:00-06:00: the evening, then the next morning.
+      return [
+        {...base, startTime: from, endTime: '24:00', daysOfWeek: day == null ? undefined : [day]},
+        {...base, startTime: '00:00', endTime: to, daysOfWeek: day == null ? undefined : [(day + 1) % 7]},
+      ];
+    }
+    if (rule.range_type === 'days' && /^[1-7]$/.test(from) && /^[1-7]$/.test(to)) {
+      const days = [];
+      for (let d = Number(from); ; d = d % 7 + 1) { // wraps: 6..2 is Sat..Tue
+        days.push(d % 7);
+        if (d === Number(to)) break;
+      }
+      return [{...base, allDay: true, daysOfWeek: days}];
+    }
+    return [];
+  }
+
+  function nextDay(isoDate) {
+    const d = new Date(isoDate + 'T00:00:00Z');
+    d.setUTCDate(d.getUTCDate() + 1);
+    return d.toISOString().slice(0, 10);
+  }
+
+  // The filter choices are the staff and products seen so far: the API has
+  // no directory of them.
+  function updateFilterOptions() {
+    const staff = new Set(filter.staffId == null ? [] : [filter.staffId]);
+    const products = new Set(filter.productId == null ? [] : [filter.productId]);
+    for (const a of appointments.rows.values()) {
+      (a.staff_ids || []).forEach((id) => staff.add(id));
+      if (a.product_id != null) products.add(a.product_id);
+    }
+    fillSelect(els.staff, staff, 'All staff', 'Staff #', filter.staffId);
+    fillSelect(els.product, products, 'All products', 'Product #', filter.productId);
+  }
+
+  function fillSelect(select, ids, allLabel, prefix, selected) {
+    const sorted = [...ids].sort((a, b) => a - b);
+    if (select.dataset.ids === sorted.join(',')) return;
+    select.dataset.ids = sorted.join(',');
+    select.replaceChildren(new Option(allLabel, ''),
+      ...sorted.map((id) => new Option(prefix + id, id, false, id === selected)));
+  }
+
+  function onFilterChange() {
+    filter.staffId = els.staff.value === '' ? null : Number(els.staff.value);
+    filter.productId = els.product.value === '' ? null : Number(els.product.value);
+    availabilitiesDirty = true;
+    scheduleRender();
+    loadAppointments().catch(showError);
+  }
+
+  // --- interaction --------------------------------------------------------
+
+  // A drag or resize is only a request: the change the calendar shows comes
+  // back through the stream like anyone else's, so success changes nothing
+  // here and failure puts the appointment back.
+  async function onMoved(info) {
+    const a = info.event.extendedProps.appointment;
+    const body = {start: toEpoch(info.event.start), end: toEpoch(info.event.end)};
+    try {
+      await api('PATCH', `/api/appointments/${a.id}`, body);
+    } catch (err) {
+      info.revert();
+      if (err.status === 401) showError(err);
+      else showNotice([`Could not move appointment #${a.id}: ${err.message}`], 'error');
+    }
+  }
+
+  function describe(a) {
+    const when = new Intl.DateTimeFormat(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+    return [
+      ['Appointment', '#' + a.id],
+      ['Status', a.status],
+      ['When', a.all_day ? 'all day' : `${when.format(a.start * 1000)} – ${when.format(a.end * 1000)}`],
+      ['Customer', a.customer_id == null ? 'guest' : '#' + a.customer_id],
+      ['Customer status', a.customer_status],
+      ['Staff', (a.staff_ids || []).map((id) => '#' + id).join(', ') || 'none'],
+      ['Product', '#' + a.product_id],
+      ['Order', a.order_id == null ? '—' : `#${a.order_id} (item #${a.order_item_id})`],
+      ['Cost', a.cost],
+    ];
+  }
+
+  function showDetails(a) {
+    detailsId = a.id;
+    els.detailsBody.replaceChildren(...describe(a).flatMap(([label, value]) => {
+      const dt = document.createElement('dt');
+      const dd = document.createElement('dd');
+      dt.textContent = label;
+      dd.textContent = value;
+      return [dt, dd];
+    }));
+    els.details.hidden = false;
+  }
+
+  // The panel follows the stream too: it shows the row as it is now.
+  function refreshDetails() {
+    const a = appointments.rows.get(detailsId);
+    if (a) showDetails(a); else els.details.hidden = true;
+  }
+
+  // --- chrome -------------------------------------------------------------
+
+  // parts: strings and {code} snippets, never HTML: messages can come from
+  // the server.
+  function showNotice(parts, kind) {
+    els.noticeText.replaceChildren(...parts.map((part) => {
+      if (typeof part === 'string') return part;
+      const code = document.createElement('code');
+      code.textContent = part.code;
+      return code;
+    }));
+    els.notice.dataset.kind = kind;
+    els.notice.hidden = false;
+  }
+
+  function hideNotice() {
+    els.notice.hidden = true;
+    delete els.notice.dataset.kind;
+  }
+
+  function updateBadge() {
+    let text = STATUS_LABELS[status] || status;
+    if (lastEventAt != null) text += ` · last event ${age(Date.now() - lastEventAt)} ago`;
+    else if (subscription) text += ' · no events yet';
+    els.badge.textContent = text;
+    els.badge.dataset.status = status;
+  }
+
+  function age(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min`;
+    return `${Math.floor(s / 3600)} h`;
+  }
+
+  function showError(err) {
+    if (err.status === 401) showNotice(EXPIRED_MESSAGE, 'expired');
+    else if (err.status === 403) showNotice(['This account may not use the calendar: it is for admins and staff.'], 'error');
+    else showNotice([`The calendar could not load: ${err.message}`], 'error');
+  }
+
+  // The page cannot start: say why, in the notice and in data-status.
+  function fail(err) {
+    showError(err);
+    status = err.status === 401 || err.status === 403 ? 'unauthorized' : 'error';
+    document.body.dataset.status = status;
+    updateBadge();
+  }
+
+  function createCalendar() {
+    calendar = new FullCalendar.Calendar(els.calendar, {
+      initialView: 'timeGridWeek',
+      headerToolbar: {start: 'prev,next today', center: 'title', end: 'timeGridWeek,timeGridDay,listWeek'},
+      height: '100%',
+      nowIndicator: true,
+      scrollTime: '08:00',
+      forceEventDuration: true, // a drop always has an end to send
+      editable: me.role === 'admin',
+      // All-day and timed appointments stay what they are: the PATCH moves
+      // start and end only.
+      eventAllow: (span, moving) => !moving || span.allDay === moving.allDay,
+      eventDrop: onMoved,
+      eventResize: onMoved,
+      eventClick: (info) => {
+        const a = info.event.extendedProps.appointment;
+        if (a) showDetails(a);
+      },
+      eventDidMount: (info) => {
+        const a = info.event.extendedProps.appointment;
+        if (a) info.el.title = describe(a).map(([label, value]) => `${label}: ${value}`).join('\n');
+      },
+      // Navigating needs the new range's rows; the first range loads in start().
+      datesSet: () => { if (subscription) loadAppointments().catch(showError); },
+    });
+    calendar.render();
+  }
+
+  async function start() {
+    if (typeof FullCalendar === 'undefined' || typeof TornadoSSE === 'undefined') {
+      fail(new ApiError(0, 'a script did not load (see the browser console).'));
+      return;
+    }
+    try {
+      await establishSession();
+      me = await api('GET', '/api/me');
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    els.who.textContent = me.role === 'staff' ? `Staff #${me.staff_id}` : 'Admin';
+    els.who.title = 'Session valid until ' + new Date(me.exp * 1000).toLocaleString();
+    if (me.role === 'staff') {
+      // The server sends a staff member only their own appointments.
+      filter.staffId = me.staff_id;
+      els.staff.disabled = true;
+    }
+    createCalendar();
+    let since;
+    try {
+      const ids = await Promise.all([loadAppointments(), loadAvailabilities()]);
+      since = Math.min(...ids);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    noteEvent(since);
+    // ?transport=poll forces long-polling (for tests, and behind a proxy
+    // the automatic detection misses).
+    const transport = new URLSearchParams(location.search).get('transport') || 'auto';
+    subscription = TornadoSSE.subscribe(
+      {topics: ['appointment.*', 'availability.*'], since, transport},
+      applyEvent, {onStatus: setStatus, onReset: reload});
+    updateBadge();
+  }
+
+  els.staff.addEventListener('change', onFilterChange);
+  els.product.addEventListener('change', onFilterChange);
+  $('details-close').addEventListener('click', () => { els.details.hidden = true; });
+  $('notice-close').addEventListener('click', hideNotice);
+  setInterval(updateBadge, 1000);
+
+  window.tsse = {
+    get calendar() { return calendar; },
+    lastEventId: () => lastEventId,
+    // Appointments the calendar holds (every range loaded so far, as
+    // filtered and without trash), once the pending frame has rendered.
+    appointmentIds: () => {
+      if (calendar) render();
+      return [...renderedAppointments.values()].map((a) => a.id).sort((x, y) => x - y);
+    },
+    status: () => status,
+  };
+
+  start();
+})();
