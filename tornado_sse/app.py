@@ -40,6 +40,7 @@ class NotFoundHandler(BaseHandler):
     """Unknown paths get the same JSON error shape as everything else."""
 
     def prepare(self) -> None:
+        super().prepare()
         raise not_found()
 
 

@@ -17,6 +17,8 @@ from .stream import Ticker
 
 @dataclass
 class Context:
+    """Shared by every handler of one server process."""
+
     settings: Settings
     hub: Hub
     pool: AsyncConnectionPool
@@ -24,3 +26,5 @@ class Context:
     ticker: Ticker
     auth: Authenticator
     metrics: Metrics
+    #: Requests being handled now; shutdown lets them finish (bounded).
+    inflight: int = 0

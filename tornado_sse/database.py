@@ -19,7 +19,28 @@ log = logging.getLogger("tornado_sse.database")
 
 
 class DatabaseError(Exception):
-    """The database cannot be reached or started."""
+    """The database cannot be reached or started.
+
+    ``transient`` is True when waiting may fix it (nothing answers, or the
+    server is starting, stopping or full) and False when the server refused
+    us (unknown database or role, bad password, malformed DSN).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+# FATAL answers that mean "come back later", not "you are wrong".
+_TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery", "too many",
+                    "not yet accepting", "terminating connection")
+
+
+def is_transient(message: str) -> bool:
+    """Whether a connection failure may go away by itself."""
+    if "FATAL:" not in message:
+        return "invalid" not in message.lower()  # e.g. an unparsable DSN
+    return any(phrase in message for phrase in _TRANSIENT_FATAL)
 
 
 class EmbeddedPostgres:
@@ -80,4 +101,5 @@ def check_connection(dsn: str, timeout: float = 5.0) -> None:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to the database: {first}") from None
+        raise DatabaseError(f"cannot connect to the database: {first}",
+                            transient=is_transient(str(exc))) from None

@@ -63,6 +63,8 @@ class Hub:
         #: Every event with id > floor has been published and is in the window.
         self._floor = 0
         self.last_id = 0
+        #: False until the listener has told us where the log stands.
+        self.started = False
         self.closed = False
 
     # -- state -----------------------------------------------------------
@@ -70,6 +72,7 @@ class Hub:
         """Declare ``cursor`` the newest event before anything is published."""
         self._window.clear()
         self._floor = self.last_id = cursor
+        self.started = True
 
     def __len__(self) -> int:
         return sum(len(g) for g in self._groups.values())
@@ -112,10 +115,14 @@ class Hub:
         return out
 
     # -- publishing ---------------------------------------------------------
-    def publish(self, events: Sequence[Event]) -> None:
-        """Fan one batch out. ``events`` are new, in increasing id order."""
+    def publish(self, events: Sequence[Event]) -> tuple[int, int]:
+        """Fan one batch out. ``events`` are new, in increasing id order.
+
+        Returns ``(deliveries, bytes)``: events and bytes handed to streams,
+        counted per group (a multiplication, not a loop per stream).
+        """
         if not events:
-            return
+            return 0, 0
         if events[0].id <= self.last_id:
             raise ValueError(f"event {events[0].id} is not after {self.last_id}")
         if self._window_size:
@@ -132,6 +139,7 @@ class Hub:
         self._window.extend(events)
         self.last_id = events[-1].id
 
+        deliveries = sent = 0
         for (flt, encoding), group in list(self._groups.items()):
             matched = events if flt.everything else [e for e in events if flt.matches(e)]
             if not matched:
@@ -142,8 +150,11 @@ class Hub:
                 data = b"".join([e.frame for e in matched])
             else:
                 data = b""
+            deliveries += len(matched) * len(group)
+            sent += len(data) * len(group)
             for sub in list(group):
                 sub.deliver(matched, data)
+        return deliveries, sent
 
     def close(self, reason: str = "shutdown") -> None:
         """End every subscription; new ones are refused."""

@@ -72,7 +72,7 @@ class Listener:
     def __init__(self, dsn: str, pool: AsyncConnectionPool, hub: Hub, *,
                  batch_size: int = 1000, check_interval: float = 10.0,
                  check_timeout: float = 10.0,
-                 on_batch: Callable[[Sequence[Event], float], None] | None = None) -> None:
+                 on_batch: Callable[[Sequence[Event], float, int, int], None] | None = None) -> None:
         self._dsn = dsn
         self._pool = pool
         self._hub = hub
@@ -88,17 +88,16 @@ class Listener:
         self._reading = asyncio.Lock()
         self.cursor = 0
         self.state = State.STARTING
-        self.last_error = ""
+        self.last_error = "not connected yet"
+        #: Monotonic time of the last successful read or liveness check.
+        self.last_contact = 0.0
         self.reconnects = 0
         #: Backend pid of the LISTEN connection (tests terminate it).
         self.backend_pid: int | None = None
 
-    async def start(self, cursor: int | None = None) -> None:
-        """Begin at ``cursor`` (default: the newest event, a live start)."""
-        if cursor is None:
-            _, cursor = await store.log_bounds(self._pool)
-        self.cursor = cursor
-        self._hub.start_at(cursor)
+    def start(self) -> None:
+        """Begin listening; the first contact with the database sets the
+        cursor to the newest event (a live start), so this never blocks."""
         self._task = asyncio.create_task(self._run(), name="tornado_sse.listener")
 
     async def wait_connected(self, timeout: float | None = None) -> None:
@@ -133,6 +132,10 @@ class Listener:
         while self.state is not State.STOPPED:
             try:
                 await self._listen()
+                if not self._hub.started:
+                    _, newest = await asyncio.wait_for(store.log_bounds(self._pool), self._check_timeout)
+                    self.cursor = newest
+                    self._hub.start_at(newest)
                 await self.catch_up()
                 self._set_state(State.CONNECTED)
                 self._connected.set()
@@ -175,8 +178,27 @@ class Listener:
                 async for _ in conn.notifies(timeout=0):
                     pass
             else:
-                await asyncio.wait_for(conn.execute("SELECT 1"), self._check_timeout)
+                await self._check_alive(conn)
             await self.catch_up()
+
+    async def _check_alive(self, conn: psycopg.AsyncConnection) -> None:
+        """A liveness query bounded by ``check_timeout``.
+
+        On timeout the socket is closed before the probe is cancelled:
+        cancelling first makes psycopg try to cancel the query over the dead
+        connection and wait 5 s for an answer that cannot come.
+        """
+        probe = asyncio.ensure_future(conn.execute("SELECT 1"))
+        done, _ = await asyncio.wait({probe}, timeout=self._check_timeout)
+        if not done:
+            await self._close_conn()
+            probe.cancel()
+            await asyncio.wait({probe}, timeout=1)
+            if probe.done() and not probe.cancelled():
+                probe.exception()  # retrieved: it is the expected closed-socket error
+            raise TimeoutError(f"no answer to a liveness check in {self._check_timeout:g}s")
+        probe.result()
+        self.last_contact = time.monotonic()
 
     async def catch_up(self) -> None:
         """Publish every committed event past the cursor, in batches."""
@@ -185,14 +207,19 @@ class Listener:
 
     async def _read_all(self) -> None:
         while True:
-            events = await store.events_after(self._pool, self.cursor, limit=self._batch_size)
+            # Bounded: a pooled connection can be half-open too, and a read
+            # that never returns would stall every stream.
+            events = await asyncio.wait_for(
+                store.events_after(self._pool, self.cursor, limit=self._batch_size),
+                self._check_timeout)
+            self.last_contact = time.monotonic()
             if not events:
                 return
             started = time.perf_counter()
-            self._hub.publish(events)
+            deliveries, sent = self._hub.publish(events)
             self.cursor = events[-1].id
             if self._on_batch is not None:
-                self._on_batch(events, time.perf_counter() - started)
+                self._on_batch(events, time.perf_counter() - started, deliveries, sent)
             if len(events) < self._batch_size:
                 return
 

@@ -28,6 +28,10 @@ class Metrics:
                                      ["route", "reason"], registry=r)
         self.events_published = Counter("tornado_sse_events_published", "Events read from the log and fanned out",
                                         registry=r)
+        self.deliveries = Counter("tornado_sse_deliveries", "Events handed to live streams and pollers",
+                                  registry=r)
+        self.bytes_sent = Counter("tornado_sse_bytes_sent", "Event bytes handed to live SSE streams",
+                                  registry=r)
         self.resets = Counter("tornado_sse_resets", "Reset frames or poll resets sent", registry=r)
         self.listener_reconnects = Gauge("tornado_sse_listener_reconnects",
                                          "Times the LISTEN connection was re-established", registry=r)
@@ -36,6 +40,9 @@ class Metrics:
                                         registry=r)
         self.fanout = Histogram("tornado_sse_fanout_seconds", "Time to fan one wake-up out to every stream",
                                 buckets=_LATENCY_BUCKETS, registry=r)
+
+        #: Commit-to-fan-out delay of the newest batch, seconds (for /healthz).
+        self.last_lag: float | None = None
 
     def stream_opened(self, route: str) -> None:
         self.open_streams.labels(route).inc()
@@ -47,11 +54,15 @@ class Metrics:
     def reset_sent(self) -> None:
         self.resets.inc()
 
-    def published(self, events: Sequence[Event], fanout_seconds: float) -> None:
+    def published(self, events: Sequence[Event], fanout_seconds: float, deliveries: int,
+                  sent: int) -> None:
         now = time.time()
         self.events_published.inc(len(events))
+        self.deliveries.inc(deliveries)
+        self.bytes_sent.inc(sent)
         self.fanout.observe(fanout_seconds)
-        self.commit_to_send.observe(max(0.0, now - events[-1].created_at))
+        self.last_lag = round(max(0.0, now - events[-1].created_at), 6)
+        self.commit_to_send.observe(self.last_lag)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,10 +1,15 @@
 """Start-up and shutdown of a server process, and ``run.py serve``.
 
-Order matters for "nothing lost": the listener starts (LISTEN, then a
-catch-up from its cursor) before the HTTP port accepts a stream, and at
-shutdown the port stops accepting, every stream is ended cleanly (clients
-resume elsewhere with Last-Event-ID), then the listener, the pool and the
-embedded database stop.
+Start-up never waits for the database: HTTP comes up first (``/healthz``
+says 503 and why), a bootstrap task applies the migrations as soon as the
+database answers, then starts the listener, which catches up from its
+cursor. So a server started during a database outage, or before the
+database, simply becomes ready when it can.
+
+Shutdown order matters for "nothing lost": the port stops accepting, every
+stream is ended cleanly and every poller answered (clients resume elsewhere
+with their cursor), in-flight responses get a bounded grace period, then
+the listener, the pool and the embedded database stop.
 """
 
 from __future__ import annotations
@@ -15,16 +20,20 @@ import signal
 import socket
 import sys
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from .app import make_app
 from .auth import Authenticator, issue_token, signing_secret
 from .context import Context
+from .database import DatabaseError, check_connection
 from .hub import Hub
-from .listener import Listener
+from .listener import Backoff, Listener
 from .metrics import Metrics
+from .migrate import migrate
 from .settings import Settings, SettingsError
 from .stream import END_SHUTDOWN, Ticker
 
@@ -32,41 +41,95 @@ log = logging.getLogger("tornado_sse.server")
 
 #: How long shutdown waits for ended streams and in-flight responses to drain.
 SHUTDOWN_GRACE = 5.0
+#: A request waits at most this long for a pooled connection, then gets 503.
+POOL_TIMEOUT = 5.0
+#: How often each server offers to run retention; one server per period does.
+RETENTION_EVERY = 3600.0
+# TCP keepalives on every connection: a peer that vanished is noticed by the
+# kernel within about 25 s even when no query is running.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+               "keepalives_count": 3}
 
 
 class Server:
     """One tornado_sse server on an event loop: pool, listener, hub, HTTP."""
 
-    def __init__(self, settings: Settings, dsn: str, *, check_interval: float = 10.0) -> None:
+    def __init__(self, settings: Settings, dsn: str, *, check_interval: float = 10.0,
+                 check_timeout: float = 10.0, seed: bool = False) -> None:
         self.settings = settings
         self.dsn = dsn
-        self._check_interval = check_interval
-        self.ctx: Context | None = None
-        self._http: HTTPServer | None = None
-        self.port = settings.port
-
-    async def start(self, sockets: list[socket.socket] | None = None) -> None:
-        s = self.settings
+        self._seed = seed
+        s = settings
         auth = Authenticator(s)  # validates keys before anything else starts
-        pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=s.pool_size, open=False,
-                                   kwargs={"autocommit": True, "application_name": "tornado_sse"},
-                                   name="tornado_sse")
-        await pool.open(wait=True, timeout=30)
+        pool = AsyncConnectionPool(
+            dsn, min_size=1, max_size=s.pool_size, open=False, timeout=POOL_TIMEOUT,
+            kwargs={"autocommit": True, "application_name": "tornado_sse", **_KEEPALIVES},
+            name="tornado_sse")
         hub = Hub(window=s.window)
         metrics = Metrics()
-        listener = Listener(self.dsn, pool, hub, check_interval=self._check_interval,
-                            on_batch=metrics.published)
-        ticker = Ticker(s.keepalive)
-        self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener, ticker=ticker,
-                           auth=auth, metrics=metrics)
-        await listener.start()
-        await listener.wait_connected(30)
-        ticker.start()
-        self._http = HTTPServer(make_app(self.ctx))
+        listener = Listener(dsn, pool, hub, check_interval=check_interval,
+                            check_timeout=check_timeout, on_batch=metrics.published)
+        self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
+                           ticker=Ticker(s.keepalive), auth=auth, metrics=metrics)
+        self._http: HTTPServer | None = None
+        self._bootstrap: asyncio.Task[None] | None = None
+        self._retention = PeriodicCallback(self._run_retention, RETENTION_EVERY * 1000)
+        self.port = s.port
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve HTTP now; connect to the database as soon as it answers."""
+        ctx = self.ctx
+        await ctx.pool.open(wait=False)  # the pool keeps trying in the background
+        ctx.ticker.start()
+        self._http = HTTPServer(make_app(ctx))
         if sockets is None:
-            sockets = bind_sockets(s.port, s.host)
+            sockets = bind_sockets(self.settings.port, self.settings.host)
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
+        self._bootstrap = asyncio.create_task(self._connect(), name="tornado_sse.bootstrap")
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the listener is connected and caught up."""
+        await self.ctx.listener.wait_connected(timeout)
+
+    async def _connect(self) -> None:
+        backoff = Backoff(base=0.5, cap=10.0)
+        while True:
+            try:
+                applied = await asyncio.to_thread(migrate, self.dsn)
+                if applied:
+                    log.info("applied migrations: %s", ", ".join(applied))
+                if self._seed:
+                    from .seed import seed_if_empty
+
+                    await asyncio.to_thread(seed_if_empty, self.dsn)
+                break
+            except psycopg.Error as exc:
+                self.ctx.listener.last_error = str(exc).strip().splitlines()[0]
+                delay = backoff.next_delay()
+                log.warning("database not ready (%s); retrying in %.1fs",
+                            self.ctx.listener.last_error, delay)
+                await asyncio.sleep(delay)
+        self.ctx.listener.start()
+        self._retention.start()
+        self._run_retention()
+
+    def _run_retention(self) -> None:
+        asyncio.ensure_future(self._prune())
+
+    async def _prune(self) -> None:
+        keep = f"{self.settings.retention * 86400:.0f} seconds"
+        try:
+            async with self.ctx.pool.connection() as conn:
+                cur = await conn.execute("SELECT tornado_sse_prune_due(%s::interval, %s::interval)",
+                                         (keep, f"{RETENTION_EVERY:.0f} seconds"))
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            log.warning("retention skipped: %s", str(exc).strip().splitlines()[0])
+            return
+        if row is not None and row[0] is not None:
+            log.info("retention: deleted %d events older than %g days", row[0],
+                     self.settings.retention)
 
     @property
     def url(self) -> str:
@@ -78,15 +141,19 @@ class Server:
         ctx = self.ctx
         if self._http is not None:
             self._http.stop()
-        if ctx is None:
-            return
-        ctx.hub.close(END_SHUTDOWN)
+        self._retention.stop()
+        if self._bootstrap is not None:
+            self._bootstrap.cancel()
+        ctx.hub.close(END_SHUTDOWN)  # ends streams, answers pollers
         ctx.ticker.stop()
+        # Let the answers go out: close_all_connections closes sockets at once.
+        deadline = asyncio.get_running_loop().time() + grace
+        while ctx.inflight > 0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        if ctx.inflight:
+            log.warning("%d requests still in flight after %.0fs; closing anyway", ctx.inflight, grace)
         if self._http is not None:
-            try:
-                await asyncio.wait_for(self._http.close_all_connections(), grace)
-            except asyncio.TimeoutError:
-                log.warning("connections still open after %.0fs; closing anyway", grace)
+            await self._http.close_all_connections()
         await ctx.listener.stop()
         await ctx.pool.close()
 
@@ -95,11 +162,11 @@ def serve(settings: Settings) -> int:
     """``run.py serve``: run until SIGTERM or SIGINT; return the exit status.
 
     The port is bound first, so a port in use fails before a database starts.
-    The embedded database (if that is the database) stops last.
+    A database that refuses us (bad password, unknown database) is a
+    configuration error: one line, exit 2. One that does not answer yet is
+    waited for while /healthz says 503. The embedded database stops last.
     """
     from .dbsetup import database
-    from .migrate import migrate
-    from .seed import seed_if_empty
 
     try:
         sockets = bind_sockets(settings.port, settings.host)
@@ -107,15 +174,21 @@ def serve(settings: Settings) -> int:
         raise SettingsError(f"--port: cannot listen on {settings.host}:{settings.port}: "
                             f"{exc.strerror}") from None
     Authenticator(settings)  # a key that does not fit fails here, with one line
-    with database(settings) as dsn:
-        migrate(dsn)
-        if settings.embedded:
-            seed_if_empty(dsn)
-        return asyncio.run(_serve(settings, dsn, sockets))
+    if settings.embedded:
+        with database(settings) as dsn:
+            return asyncio.run(_serve(settings, dsn, sockets, seed=True))
+    assert settings.dsn is not None
+    try:
+        check_connection(settings.dsn)
+    except DatabaseError as exc:
+        if not exc.transient:
+            raise
+        log.warning("%s; serving 503 until it answers", exc)
+    return asyncio.run(_serve(settings, settings.dsn, sockets, seed=False))
 
 
-async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket]) -> int:
-    server = Server(settings, dsn)
+async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, seed: bool) -> int:
+    server = Server(settings, dsn, seed=seed)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -125,6 +198,7 @@ async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket]) -> 
     await stopping.wait()
     log.info("shutting down")
     await server.stop()
+    log.info("stopped")
     return 0
 
 
@@ -136,4 +210,3 @@ def announce(settings: Settings, url: str) -> None:
         token = issue_token(signing_secret(settings), role="admin", ttl=12 * 3600)
         print(f"admin token (12 h, development secret): {token}", file=sys.stderr)
         print(f"calendar: {url}/?token={token}", file=sys.stderr, flush=True)
-

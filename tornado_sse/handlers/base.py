@@ -35,6 +35,16 @@ class BaseHandler(RequestHandler):
 
     def initialize(self, ctx: "Context") -> None:
         self.ctx = ctx
+        self._counted = False
+
+    def prepare(self) -> None:
+        self.ctx.inflight += 1
+        self._counted = True
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.ctx.inflight -= 1
 
     # -- CORS ------------------------------------------------------------------
     def set_default_headers(self) -> None:
@@ -63,6 +73,12 @@ class BaseHandler(RequestHandler):
     def principal(self) -> "Principal":
         """Who is asking: raises 401/403 unless admin or staff (SPEC §4)."""
         return self.ctx.auth.authenticate(self.request)
+
+    def require_started(self) -> None:
+        """503 until the listener has reached the database once: before that
+        the server cannot know which events a cursor has missed."""
+        if not self.ctx.hub.started:
+            raise unavailable("The server is still connecting to the database; retry shortly.")
 
     # -- parameters --------------------------------------------------------------
     def int_arg(self, name: str, errors: dict[str, str], *, minimum: int = 0,

@@ -19,6 +19,12 @@ class HealthHandler(BaseHandler):
             "status": "ok" if listener.connected else "unavailable",
             "listener": listener.state.value,
             "last_event_id": hub.last_id,
+            # Seconds since the listener last heard from the database (a read
+            # or a liveness check); grows while it is cut off.
+            "last_contact_age": round(time.monotonic() - listener.last_contact, 3)
+            if listener.last_contact else None,
+            # Commit-to-fan-out delay of the newest event, seconds.
+            "lag": self.ctx.metrics.last_lag,
             "streams": len(self.ctx.ticker.streams),
             "reconnects": listener.reconnects,
             "time": int(time.time()),

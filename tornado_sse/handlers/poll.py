@@ -65,6 +65,7 @@ class PollHandler(BaseHandler):
         query = parse_stream_query(self, principal, errors)
         timeout = self._timeout(errors)
         self.check(errors)
+        self.require_started()
         limit = query.max_events or DEFAULT_MAX_EVENTS
         hub = self.ctx.hub
         self.set_header("Cache-Control", "no-store")

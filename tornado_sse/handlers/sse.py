@@ -39,6 +39,8 @@ class SSEHandler(BaseHandler):
         errors: dict[str, str] = {}
         query = parse_stream_query(self, principal, errors)
         self.check(errors)
+        if query.cursor is not None:
+            self.require_started()
         ctx = self.ctx
         hub = ctx.hub
 
