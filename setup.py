@@ -30,6 +30,7 @@ setup(
             # pytest-tornado 0.8.1 uses the hook style pytest 10 drops.
             "pytest>=8,<10",
             "pytest-tornado==0.8.1",
+            "playwright>=1.45",  # browser tests; drives Debian's Chromium, downloads no browser
         ],
     },
 )

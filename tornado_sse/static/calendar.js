@@ -10,13 +10,17 @@
  * calendar, and re-applying an event is harmless.
  *
  * The page sets <body data-status> to 'loading', 'error', or a TornadoSSE
- * status, and <body data-last-event-id>; window.tsse is for browser tests.
+ * status, and <body data-last-event-id>, and marks each appointment's
+ * element with data-appointment-id; window.tsse is for browser tests
+ * (tests/test_browser.py) and support.
  */
 (function () {
   'use strict';
 
-  const EXPIRED_MESSAGE = ['Your session has expired or the link is invalid — open a fresh link from ',
-    {code: 'python run.py token'}, '.'];
+  // `python run.py token` prints a bare token, not a link: say how to use it.
+  const EXPIRED_MESSAGE = ['Your session has expired or the link is invalid. Open the calendar link that ',
+    {code: 'python run.py'}, ' prints, or add ', {code: '?token=…'}, ' with a token from ',
+    {code: 'python run.py token'}, ' to this address.'];
   // localStorage is per origin already. Kept so that tests and support can
   // see how far a page got, even after it closed; a new page always starts
   // from a snapshot's last_event_id, which is consistent with its rows.
@@ -102,6 +106,11 @@
   let lastEventId = null;
   let lastEventAt = null; // Date.now() when the newest event arrived
   let detailsId = null; // the appointment in the side panel
+  // Ids of the stream events applied, in order (the newest APPLIED_LOG_SIZE):
+  // lets tests and support check that nothing was missed or applied twice.
+  const APPLIED_LOG_SIZE = 10000;
+  const applied = [];
+  let resets = 0; // snapshots reloaded because the stream said reset
 
   async function api(method, path, body) {
     const init = {method, credentials: 'same-origin', headers: {Accept: 'application/json'}};
@@ -141,6 +150,41 @@
 
   // --- snapshots --------------------------------------------------------
 
+  const RETRY_MIN_MS = 1000;
+  const RETRY_MAX_MS = 30000;
+  const loads = new Map(); // kind -> generation of its newest load
+  const failing = new Set(); // kinds whose last attempt failed
+
+  // Snapshots must arrive: a calendar left empty or stale by a server
+  // restart or a database outage (503) looks like one with no bookings.
+  // Network failures and 5xx are retried with backoff; a newer load of the
+  // same kind (navigating, filtering, a reset) takes over from an older
+  // one's retries, which then return null. Other errors are thrown.
+  async function retrying(kind, load) {
+    const generation = (loads.get(kind) || 0) + 1;
+    loads.set(kind, generation);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await load();
+        failing.delete(kind);
+        if (failing.size === 0 && els.notice.dataset.kind === 'retry') hideNotice();
+        return result;
+      } catch (err) {
+        if (err.status !== 0 && err.status < 500) throw err;
+        if (loads.get(kind) !== generation) return null;
+        failing.add(kind);
+        const wait = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** attempt);
+        showNotice([`The calendar could not load: ${err.message} Retrying in ${Math.round(wait / 1000)} s…`],
+          'retry');
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (loads.get(kind) !== generation) return null;
+      }
+    }
+  }
+
+  const snapshots = () => Promise.all([
+    retrying('appointments', loadAppointments), retrying('availabilities', loadAvailabilities)]);
+
   const toEpoch = (date) => Math.floor(date.getTime() / 1000);
 
   async function loadAppointments() {
@@ -169,11 +213,12 @@
   // The stream could not replay everything since our cursor: what we hold
   // may miss changes anywhere, so start over from fresh snapshots.
   async function reload(resetId) {
+    resets++;
     appointments.clear();
     availabilities.clear();
     noteEvent(resetId);
     try {
-      await Promise.all([loadAppointments(), loadAvailabilities()]);
+      await snapshots();
     } catch (err) {
       showError(err);
     }
@@ -190,6 +235,8 @@
     } else if (resource === 'availability') {
       availabilitiesDirty = availabilities.apply(event.resource_id, event.id, row) || availabilitiesDirty;
     }
+    applied.push(event.id);
+    if (applied.length > APPLIED_LOG_SIZE) applied.shift();
     noteEvent(event.id);
     lastEventAt = Date.now();
     scheduleRender();
@@ -372,7 +419,7 @@
     filter.productId = els.product.value === '' ? null : Number(els.product.value);
     availabilitiesDirty = true;
     scheduleRender();
-    loadAppointments().catch(showError);
+    retrying('appointments', loadAppointments).catch(showError);
   }
 
   // --- interaction --------------------------------------------------------
@@ -477,6 +524,10 @@
   function createCalendar() {
     calendar = new FullCalendar.Calendar(els.calendar, {
       initialView: 'timeGridWeek',
+      // Weeks start on Monday, like the business week the seed (and most
+      // shops) plan by: with the locale's Sunday start, the demo week is
+      // out of view all Sunday.
+      firstDay: 1,
       headerToolbar: {start: 'prev,next today', center: 'title', end: 'timeGridWeek,timeGridDay,listWeek'},
       height: '100%',
       nowIndicator: true,
@@ -494,10 +545,12 @@
       },
       eventDidMount: (info) => {
         const a = info.event.extendedProps.appointment;
-        if (a) info.el.title = describe(a).map(([label, value]) => `${label}: ${value}`).join('\n');
+        if (!a) return;
+        info.el.title = describe(a).map(([label, value]) => `${label}: ${value}`).join('\n');
+        info.el.dataset.appointmentId = a.id;
       },
       // Navigating needs the new range's rows; the first range loads in start().
-      datesSet: () => { if (subscription) loadAppointments().catch(showError); },
+      datesSet: () => { if (subscription) retrying('appointments', loadAppointments).catch(showError); },
     });
     calendar.render();
   }
@@ -509,7 +562,7 @@
     }
     try {
       await establishSession();
-      me = await api('GET', '/api/me');
+      me = await retrying('me', () => api('GET', '/api/me'));
     } catch (err) {
       fail(err);
       return;
@@ -524,8 +577,7 @@
     createCalendar();
     let since;
     try {
-      const ids = await Promise.all([loadAppointments(), loadAvailabilities()]);
-      since = Math.min(...ids);
+      since = Math.min(...await snapshots());
     } catch (err) {
       fail(err);
       return;
@@ -555,6 +607,16 @@
       if (calendar) render();
       return [...renderedAppointments.values()].map((a) => a.id).sort((x, y) => x - y);
     },
+    // The same, with the fields a calendar shows, sorted by id.
+    appointments: () => {
+      if (calendar) render();
+      return [...renderedAppointments.values()].sort((x, y) => x.id - y.id)
+        .map(({id, start, end, status: s, all_day: allDay}) => ({id, start, end, status: s, all_day: allDay}));
+    },
+    appliedEventIds: () => [...applied],
+    resets: () => resets,
+    // Whether this tab holds the browser's shared stream (client.js).
+    leader: () => (subscription ? subscription.leader : null),
     status: () => status,
   };
 

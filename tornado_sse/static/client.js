@@ -6,6 +6,7 @@
  *     {topics: ['appointment.*'], since: 41},      // since: a snapshot's last_event_id
  *     (event) => apply(event),                     // the SPEC §2 envelope
  *     {onStatus: (s) => show(s), onReset: (lastId) => reloadSnapshot()});
+ *   sub.leader;  // whether this tab holds the connection the others share
  *   sub.close();
  *
  * Options: topics (array or comma string), since, staffId, productId,
@@ -458,6 +459,8 @@
     }
 
     return {
+      // Whether this tab holds the connection (others receive from it).
+      get leader() { return transport !== null && !closed; },
       close() {
         if (closed) return;
         closed = true;
