@@ -9,10 +9,14 @@ stop reading (slow client), close at any byte, and see the end of a stream.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+_EOL = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -44,26 +48,21 @@ class SSEParser:
     _decoder: Any = None
 
     def feed(self, chunk: bytes) -> list[Message]:
-        import codecs
-
         if self._decoder is None:
             self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         text = self._decoder.decode(chunk)
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF split across chunks
+        self._pending_cr = False
+        buf = self._buf + text
         out: list[Message] = []
-        for ch in text:
-            if self._pending_cr:
-                self._pending_cr = False
-                if ch == "\n":
-                    continue  # CRLF: the CR already ended the line
-            if ch == "\r":
-                self._pending_cr = True
-                self._line(self._buf, out)
-                self._buf = ""
-            elif ch == "\n":
-                self._line(self._buf, out)
-                self._buf = ""
-            else:
-                self._buf += ch
+        pos = 0
+        for eol in _EOL.finditer(buf):
+            self._line(buf[pos:eol.start()], out)
+            pos = eol.end()
+            # A CR at the very end may be the first half of a CRLF.
+            self._pending_cr = eol.group() == "\r" and pos == len(buf)
+        self._buf = buf[pos:]
         return out
 
     def _line(self, line: str, out: list[Message]) -> None:

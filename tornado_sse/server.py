@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -133,8 +134,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        host = self.settings.host
-        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+        return _url(self.settings.host, self.port)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, end every stream, then close database resources."""
@@ -174,9 +174,10 @@ def serve(settings: Settings) -> int:
         raise SettingsError(f"--port: cannot listen on {settings.host}:{settings.port}: "
                             f"{exc.strerror}") from None
     Authenticator(settings)  # a key that does not fit fails here, with one line
+    processes = settings.processes or os.cpu_count() or 1
     if settings.embedded:
         with database(settings) as dsn:
-            return asyncio.run(_serve(settings, dsn, sockets, seed=True))
+            return _run_processes(settings, dsn, sockets, processes, seed=True)
     assert settings.dsn is not None
     try:
         check_connection(settings.dsn)
@@ -184,22 +185,85 @@ def serve(settings: Settings) -> int:
         if not exc.transient:
             raise
         log.warning("%s; serving 503 until it answers", exc)
-    return asyncio.run(_serve(settings, settings.dsn, sockets, seed=False))
+    return _run_processes(settings, settings.dsn, sockets, processes, seed=False)
 
 
-async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, seed: bool) -> int:
+def _run_processes(settings: Settings, dsn: str, sockets: list[socket.socket], n: int, *,
+                   seed: bool) -> int:
+    """One server in this process, or ``n`` forked ones sharing the sockets.
+
+    Each process has its own listener, pool and hub (that is the scaling
+    model: see README). The parent only supervises: it forwards SIGTERM and
+    SIGINT, restarts a child that dies on its own, and exits when all have.
+    """
+    url = _url(settings.host, sockets[0].getsockname()[1])
+    if n == 1:
+        return asyncio.run(_serve(settings, dsn, sockets, seed=seed, url=url))
+    announce(settings, url)
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # child: serve, then leave without the parent's atexit hooks
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = asyncio.run(_serve(settings, dsn, sockets, seed=seed and index == 0, url=None))
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for index in range(n):
+        spawn(index)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    while children:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        if code != 0:
+            status = 1
+            if not stopping:
+                log.error("server process %d exited (status %d); starting another", pid, code)
+                spawn(index)
+    return 0 if stopping else status
+
+
+async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, seed: bool,
+                 url: str | None) -> int:
     server = Server(settings, dsn, seed=seed)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     await server.start(sockets)
-    announce(settings, server.url)
+    if url is not None:
+        announce(settings, url)
     await stopping.wait()
     log.info("shutting down")
     await server.stop()
     log.info("stopped")
     return 0
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 def announce(settings: Settings, url: str) -> None:

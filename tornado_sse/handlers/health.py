@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -27,6 +28,7 @@ class HealthHandler(BaseHandler):
             "lag": self.ctx.metrics.last_lag,
             "streams": len(self.ctx.ticker.streams),
             "reconnects": listener.reconnects,
+            "pid": os.getpid(),  # which server process answered (--processes N)
             "time": int(time.time()),
         }
         if not listener.connected and listener.last_error:
