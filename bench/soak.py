@@ -28,10 +28,8 @@ import asyncio
 import os
 import random
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.cli_process import serving  # noqa: E402
 from tests.fix_db import OwnPostgres  # noqa: E402
 from tests.sse_client import SSEConnection, SSEParser, request  # noqa: E402
 from tornado_sse.auth import issue_token  # noqa: E402
@@ -210,37 +209,17 @@ def entitled(dsn: str, after: int, staff_id: int | None) -> list[int]:
         return [r[0] for r in rows]
 
 
-def start_server(dsn: str, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORNADO_SSE_") and k != "DATABASE_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "--dsn", dsn, "--jwt-secret", SECRET, "--port", "0",
-         "--max-buffer", str(MAX_BUFFER), "--log-level", "warning", "--data-dir", str(data_dir)],
-        stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, line.split()[-1]
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
 async def soak(dsn: str, pg: OwnPostgres | None, args: argparse.Namespace) -> int:
     with psycopg.connect(dsn) as conn:
         start_id = conn.execute("SELECT coalesce(max(id), 0) FROM sse_events").fetchone()[0]  # type: ignore[index]
     data_dir = Path(tempfile.mkdtemp(prefix="soak-data-"))
-    proc, url = start_server(dsn, data_dir)
-    # Drain the server's stderr so it never blocks on a full pipe.
-    threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-    try:
-        return await _run(dsn, pg, args, start_id, url)
-    finally:
-        proc.terminate()
+    with serving("--dsn", dsn, "--jwt-secret", SECRET, "--port", "0", "--max-buffer", str(MAX_BUFFER),
+                 "--log-level", "warning", "--data-dir", str(data_dir), cwd=data_dir) as (proc, url):
         try:
+            return await _run(dsn, pg, args, start_id, url)
+        finally:
+            proc.terminate()
             proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def _run(dsn: str, pg: OwnPostgres | None, args: argparse.Namespace, start_id: int,

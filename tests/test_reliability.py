@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.cli_process import serving
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import SECRET, auth
 from tests.sse_client import open_stream, request
 from tests.tcp_proxy import PgProxy
 from tests.test_stream import assert_exactly_once_in_order, event_ids, insert_many
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
@@ -168,17 +162,8 @@ async def test_retention_runs_once_per_period_however_many_servers(db):
 
 @pytest.mark.slow
 def test_sigterm_with_100_open_streams_exits_within_10s_and_ends_every_stream(db, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORNADO_SSE_") and k != "DATABASE_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "--dsn", db, "--jwt-secret", SECRET, "--port", "0",
-         "--log-level", "warning", "--data-dir", str(tmp_path)],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    try:
-        line = ""
-        deadline = time.monotonic() + 20
-        while "listening on" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-        url = line.strip().split()[-1]
+    with serving("--dsn", db, "--jwt-secret", SECRET, "--port", "0", "--log-level", "warning",
+                 "--data-dir", str(tmp_path), cwd=tmp_path) as (proc, url):
         assert url.startswith("http://127.0.0.1:")
 
         async def scenario() -> None:
@@ -196,8 +181,3 @@ def test_sigterm_with_100_open_streams_exits_within_10s_and_ends_every_stream(db
 
         asyncio.run(scenario())
         assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()

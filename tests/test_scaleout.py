@@ -4,21 +4,14 @@ database, each with its own listener, all delivering the same sequence."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from tests.cli_process import serving
 from tests.fix_server import SECRET, auth
 from tests.sse_client import open_stream, request
 from tests.test_stream import assert_exactly_once_in_order, event_ids, insert_many
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.mark.gen_test(timeout=60)
 async def test_two_servers_on_one_database_deliver_the_same_sequence(make_server, db):
@@ -36,19 +29,8 @@ async def test_two_servers_on_one_database_deliver_the_same_sequence(make_server
 
 @pytest.mark.slow
 def test_processes_share_one_port_and_each_delivers_every_event(db, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORNADO_SSE_") and k != "DATABASE_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "--dsn", db, "--jwt-secret", SECRET, "--port", "0",
-         "--processes", "2", "--log-level", "warning", "--data-dir", str(tmp_path)],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    assert proc.stderr is not None
-    try:
-        line = ""
-        deadline = time.monotonic() + 20
-        while "listening on" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-        url = line.strip().split()[-1]
-
+    with serving("--dsn", db, "--jwt-secret", SECRET, "--port", "0", "--processes", "2",
+                 "--log-level", "warning", "--data-dir", str(tmp_path), cwd=tmp_path) as (proc, url):
         async def scenario() -> None:
             pids: set[int] = set()
             for _ in range(200):  # until both processes answered and are ready
@@ -68,8 +50,3 @@ def test_processes_share_one_port_and_each_delivers_every_event(db, tmp_path):
 
         asyncio.run(scenario())
         assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()

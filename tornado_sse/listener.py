@@ -92,8 +92,6 @@ class Listener:
         #: Monotonic time of the last successful read or liveness check.
         self.last_contact = 0.0
         self.reconnects = 0
-        #: Backend pid of the LISTEN connection (tests terminate it).
-        self.backend_pid: int | None = None
 
     def start(self) -> None:
         """Begin listening; the first contact with the database sets the
@@ -163,7 +161,6 @@ class Listener:
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
         self._conn = conn
         await conn.execute(f"LISTEN {CHANNEL}")
-        self.backend_pid = conn.info.backend_pid
 
     async def _wait_loop(self) -> None:
         conn = self._conn
