@@ -59,6 +59,9 @@ class SSEStream:
         self.encoding = Encoding.CHUNKED if chunked else Encoding.RAW
         self._iostream = iostream
         self._max_buffer = max_buffer
+        # Direct sends only on plain TCP streams: TLS framing belongs to
+        # SSLIOStream.
+        self._direct = type(iostream) is IOStream
         self._on_end = on_end
         self._remaining = max_events or None
         #: Monotonic time at which the stream ends (one-shot timeout, token expiry).
@@ -146,14 +149,34 @@ class SSEStream:
             if self._remaining == 0:
                 self.end(END_MAX_EVENTS)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         if self.ended is not None:
             return
+        stream = self._iostream
+        if self._direct and not stream.writing():
+            # Nothing queued: hand the bytes to the kernel ourselves. The
+            # usual case is one send() and done, without IOStream.write's
+            # Future and callback per stream per wake-up (the fan-out's
+            # biggest cost after the syscall, bench/RESULTS.md). Only what
+            # the socket did not take goes through the IOStream below.
+            try:
+                sent = stream.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.end(END_CLOSED)
+                return
+            self.bytes_sent += sent
+            self.last_write = time.monotonic()
+            if sent == len(data):
+                self._last_write = None  # nothing pending for drain()
+                return
+            data = memoryview(data)[sent:]  # no copy of the shared bytes
         # IOStream refuses a write when buffer + data > max_write_buffer_size;
         # raising the limit by len(data) makes that "buffer > max_buffer".
-        self._iostream.max_write_buffer_size = self._max_buffer + len(data)
+        stream.max_write_buffer_size = self._max_buffer + len(data)
         try:
-            self._last_write = self._iostream.write(data)
+            self._last_write = stream.write(data)
         except StreamBufferFullError:
             self.end(END_SLOW)
             return
