@@ -100,3 +100,24 @@ def test_close_ends_every_subscriber_and_refuses_new_ones():
         pass
     else:
         raise AssertionError("closed hub accepted a subscriber")
+
+
+def test_a_failing_subscriber_is_dropped_and_the_others_still_get_the_batch(caplog):
+    """Regression: a subscriber raising inside deliver (a bug) used to abort
+    the fan-out mid-batch after last_id had moved, so the rest of the batch
+    was never delivered to the others and a re-read was refused."""
+
+    @dataclass(eq=False)
+    class Broken(Recorder):
+        def deliver(self, events: Sequence[Event], data: bytes) -> None:
+            raise AttributeError("boom")
+
+    hub = Hub()
+    broken, good = Broken(), Recorder(filter=Filter(topics=("appointment.created",)))
+    hub.subscribe(broken)
+    hub.subscribe(good)
+    hub.publish([ev(1)])
+    hub.publish([ev(2)])
+    assert good.got == [1, 2]
+    assert broken.closed == "error" and len(hub) == 1
+    assert "subscriber failed" in caplog.text

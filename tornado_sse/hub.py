@@ -153,7 +153,12 @@ class Hub:
             deliveries += len(matched) * len(group)
             sent += len(data) * len(group)
             for sub in list(group):
-                sub.deliver(matched, data)
+                try:
+                    sub.deliver(matched, data)
+                except Exception:  # noqa: BLE001 - one broken stream must not stop the others
+                    log.exception("subscriber failed; dropping it")
+                    self.unsubscribe(sub)
+                    sub.close("error")
         return deliveries, sent
 
     def close(self, reason: str = "shutdown") -> None:

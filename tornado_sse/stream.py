@@ -159,8 +159,13 @@ class SSEStream:
             # Future and callback per stream per wake-up (the fan-out's
             # biggest cost after the syscall, bench/RESULTS.md). Only what
             # the socket did not take goes through the IOStream below.
+            sock = stream.socket
+            if sock is None or stream.closed():
+                # Closed by Tornado; its close callback has not run yet.
+                self.end(END_CLOSED)
+                return
             try:
-                sent = stream.socket.send(data)
+                sent = sock.send(data)
             except BlockingIOError:
                 sent = 0
             except OSError:

@@ -15,6 +15,7 @@ from typing import Sequence
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from ..context import Context
 from ..errors import unavailable
 from ..events import Event
 from ..filters import Filter
@@ -54,7 +55,7 @@ class PollWaiter:
 
 
 class PollHandler(BaseHandler):
-    def initialize(self, ctx, route: str = "poll") -> None:  # type: ignore[no-untyped-def]
+    def initialize(self, ctx: Context, route: str = "poll") -> None:  # type: ignore[override]
         super().initialize(ctx)
         self.route = route
         self.waiter: PollWaiter | None = None
