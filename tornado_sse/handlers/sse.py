@@ -10,11 +10,11 @@ import psycopg
 from tornado.iostream import StreamClosedError
 
 from .. import sse
+from ..auth import Principal
 from ..context import Context
 from ..errors import unavailable
 from ..resume import Replay
 from ..stream import END_CLOSED, END_EXPIRED, END_SLOW, END_TIMEOUT, SSEStream
-from ..auth import Principal
 from .base import BaseHandler
 from .query import parse_stream_query
 
