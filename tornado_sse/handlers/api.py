@@ -67,6 +67,13 @@ class ResourceHandler(BaseHandler):
             field = _CONSTRAINT_FIELDS.get(name, "body")
             raise invalid_params({field: f"{field} violates {name or 'a constraint'}."}) from None
 
+    async def snapshot(self, key: str, where: list[str], params: list[Any]) -> None:
+        """Answer with the rows matching ``where`` and the snapshot's last event id."""
+        rows, last_id = await records.snapshot(self.ctx.pool, self.table, where, params)
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(f'{{"{key}":{rows},"last_event_id":{last_id}}}')
+
     def not_found(self, row_id: int) -> ApiError:
         return ApiError(404, "rest_invalid_id", f"No {self.table.name[:-1]} with id {row_id}.")
 
@@ -102,7 +109,7 @@ class AppointmentsHandler(ResourceHandler):
         if product_id is not None:
             where.append("t.product_id = %s")
             params.append(product_id)
-        await self._snapshot("appointments", where, params)
+        await self.snapshot("appointments", where, params)
 
     async def post(self) -> None:
         self.admin()
@@ -121,14 +128,8 @@ class AppointmentsHandler(ResourceHandler):
             errors[name] = f"{name} {exc}."
             return None
 
-    async def _snapshot(self, key: str, where: list[str], params: list[Any]) -> None:
-        rows, last_id = await records.snapshot(self.ctx.pool, self.table, where, params)
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(f'{{"{key}":{rows},"last_event_id":{last_id}}}')
 
-
-class AvailabilitiesHandler(AppointmentsHandler):
+class AvailabilitiesHandler(ResourceHandler):
     table = records.AVAILABILITIES
     columns = staticmethod(availability_columns)
 
@@ -146,7 +147,7 @@ class AvailabilitiesHandler(AppointmentsHandler):
         if product_id is not None:
             where.append("(t.scope <> 'product' OR t.product_id = %s)")
             params.append(product_id)
-        await self._snapshot("availabilities", where, params)
+        await self.snapshot("availabilities", where, params)
 
     async def post(self) -> None:
         self.admin()
