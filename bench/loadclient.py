@@ -35,12 +35,12 @@ Commands (``cmd``):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
 import resource
 import sys
-import itertools
 import time
 from array import array
 

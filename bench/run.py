@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import os
 import platform
@@ -33,7 +34,6 @@ import tempfile
 import threading
 import time
 import warnings
-import http.client
 from pathlib import Path
 from typing import Any, Callable
 
@@ -826,6 +826,7 @@ class Bench:
     def event_template(self) -> dict:
         """A real tornado_sse envelope, so every system carries the same bytes."""
         import psycopg
+
         from tornado_sse.events import COLUMNS, Event
 
         with psycopg.connect(self.db.dsn, autocommit=True) as conn:

@@ -39,11 +39,11 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.cli_process import serving  # noqa: E402
-from tests.fix_db import OwnPostgres  # noqa: E402
-from tests.sse_client import SSEConnection, SSEParser, request  # noqa: E402
 from tornado_sse.auth import issue_token  # noqa: E402
 from tornado_sse.seed import seed_if_empty  # noqa: E402
+from tornado_sse.testing.postgres import OwnPostgres  # noqa: E402
+from tornado_sse.testing.processes import serving  # noqa: E402
+from tornado_sse.testing.sse_client import SSEConnection, SSEParser, request  # noqa: E402
 
 SECRET = "soak-secret-soak-secret-soak-secret!"
 MAX_BUFFER = 64 * 1024

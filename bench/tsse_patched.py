@@ -22,10 +22,9 @@ in the server (tornado_sse/stream.py, server.py), the others were dropped
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-
-import os
 
 # The source snapshot bench/run.py made (else the repository).
 ROOT = Path(os.environ.get("TSSE_SRC") or Path(__file__).resolve().parent.parent)

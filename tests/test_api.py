@@ -10,8 +10,8 @@ import pytest
 
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import auth, staff_token
-from tests.sse_client import open_stream, request
-from tests.test_poll import poll
+from tests.streams import poll
+from tornado_sse.testing.sse_client import open_stream, request
 
 T0 = 1733044800  # 2024-12-01T09:20:00Z
 
@@ -74,7 +74,7 @@ async def test_snapshot_bad_parameters_get_400(server, query, names):
 async def test_snapshot_then_stream_never_doubles_or_misses_a_concurrent_change(server, db):
     """Rows committed while snapshots are taken appear in a snapshot or in the
     stream from its last_event_id: never both, never neither."""
-    from tests.test_stream import insert_many
+    from tests.streams import insert_many
 
     writer = asyncio.ensure_future(insert_many(db, 300))
     lo = int(time.time()) - 86400

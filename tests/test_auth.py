@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import SECRET, admin_token, auth, staff_token
-from tests.sse_client import SSEConnection, open_stream, request
 from tornado_sse.auth import Authenticator, issue_token
 from tornado_sse.settings import Settings, SettingsError
+from tornado_sse.testing.sse_client import SSEConnection, open_stream, request
 
 STREAM_PATHS = ["/sse", "/wc-appointments/v2/sse", "/wp-json/wc-appointments/v2/sse"]
 
@@ -136,8 +136,8 @@ async def test_rs256_server_rejects_hs256_token_signed_with_its_public_key(make_
     good = jwt.encode({"role": "admin", "exp": now() + 600}, private, algorithm="RS256")
     assert (await status_of(server.url + "/sse?max_events=1", auth(good)))[0] == 200
     # The classic confusion attack: HMAC keyed with the public key's bytes.
-    import hmac
     import hashlib
+    import hmac
 
     def b64(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -15,7 +15,6 @@ import pytest
 
 from tests.cli_process import run_cli
 from tests.fix_db import execute
-
 from tornado_sse.settings import Settings, env_name, load
 
 #: Settings fields that are not options (the command word and psql's arguments).

@@ -9,15 +9,8 @@ import pytest
 
 from tests.fix_db import execute, insert_appointment, kill_listener
 from tests.fix_server import auth, staff_token
-from tests.sse_client import request
-from tests.test_stream import assert_exactly_once_in_order, insert_many
-
-
-async def poll(server, query: str = "", headers=None) -> dict:
-    resp = await request(server.url + "/poll?" + query, headers=headers or auth())
-    assert resp.status == 200, resp.body
-    assert resp.headers["cache-control"] == "no-store"
-    return resp.json()
+from tests.streams import assert_exactly_once_in_order, insert_many, poll, poll_loop
+from tornado_sse.testing.sse_client import request
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -114,19 +107,6 @@ async def test_bad_parameters_get_400_naming_each(server, query, names):
 async def test_poll_requires_a_token(server):
     resp = await request(server.url + "/wc-appointments/v2/poll?since_id=0")
     assert resp.status == 401 and resp.json()["code"] == "rest_forbidden"
-
-
-async def poll_loop(server, until: int, query: str = "") -> list[int]:
-    """What a long-poll client does: follow last_id until it has seen ``until``."""
-    got: list[int] = []
-    cursor = 0
-    deadline = time.monotonic() + 40
-    while cursor < until and time.monotonic() < deadline:
-        body = await poll(server, f"since_id={cursor}&timeout=5{query}")
-        got += [e["id"] for e in body["events"]]
-        assert "reset" not in body
-        cursor = body["last_id"]
-    return got
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from tests.cli_process import serving
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import SECRET, auth
-from tests.sse_client import open_stream, request
+from tests.streams import assert_exactly_once_in_order, event_ids, insert_many
 from tests.tcp_proxy import PgProxy
-from tests.test_stream import assert_exactly_once_in_order, event_ids, insert_many
+from tornado_sse.testing.processes import serving
+from tornado_sse.testing.sse_client import open_stream, request
+
 
 async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout

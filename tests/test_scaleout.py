@@ -8,10 +8,11 @@ import signal
 
 import pytest
 
-from tests.cli_process import serving
 from tests.fix_server import SECRET, auth
-from tests.sse_client import open_stream, request
-from tests.test_stream import assert_exactly_once_in_order, event_ids, insert_many
+from tests.streams import assert_exactly_once_in_order, event_ids, insert_many
+from tornado_sse.testing.processes import serving
+from tornado_sse.testing.sse_client import open_stream, request
+
 
 @pytest.mark.gen_test(timeout=60)
 async def test_two_servers_on_one_database_deliver_the_same_sequence(make_server, db):

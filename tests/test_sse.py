@@ -7,7 +7,7 @@ import pytest
 
 from tornado_sse import sse
 from tornado_sse.events import Event
-from tests.sse_client import SSEParser
+from tornado_sse.testing.sse_client import SSEParser
 
 
 @pytest.mark.parametrize("kwargs, expected", [

@@ -6,7 +6,8 @@ import pytest
 
 from tests.fix_db import insert_appointment
 from tests.fix_server import auth
-from tests.sse_client import open_stream
+from tests.streams import assert_exactly_once_in_order, event_ids, insert_many
+from tornado_sse.testing.sse_client import open_stream
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -26,30 +27,6 @@ async def test_row_inserted_elsewhere_reaches_open_stream(server, db):
     assert msg.id == str(body["id"])
     assert conn.parser.retry == 3000
     conn.close()
-
-
-async def insert_many(dsn: str, n: int, **cols) -> list[int]:
-    """n appointments, one committed transaction each, from another connection."""
-    import psycopg
-
-    ids = []
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        for i in range(n):
-            cur = await conn.execute(
-                "INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
-                " VALUES (%s, %s, now(), now() + interval '1 hour') RETURNING id",
-                (cols.get("product_id", 456), cols.get("staff_ids", [5])))
-            ids.append((await cur.fetchone())[0])
-    return ids
-
-
-def event_ids(messages) -> list[int]:
-    return [m.json()["id"] for m in messages if m.event != "reset"]
-
-
-def assert_exactly_once_in_order(ids: list[int], expected_count: int) -> None:
-    assert len(ids) == expected_count, f"{len(ids)} events, expected {expected_count}"
-    assert ids == sorted(set(ids)), "duplicates or out of order"
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -240,7 +217,7 @@ async def test_reader_that_stops_reading_is_cut_and_resumes_with_everything(make
     import asyncio
     import socket
 
-    from tests.sse_client import SSEParser
+    from tornado_sse.testing.sse_client import SSEParser
 
     server = await make_server(max_buffer=64 * 1024)
     big = "x" * 16000
