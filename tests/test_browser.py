@@ -23,6 +23,7 @@ import pytest
 from tests.fix_browser import CalendarPage, Session, within
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import admin_token
+from tornado_sse.stream import open_streams
 from tornado_sse.seed import SEED_FILE
 
 pytestmark = pytest.mark.browser
@@ -79,7 +80,7 @@ async def two_sessions(chromium, server) -> tuple[CalendarPage, CalendarPage]:
 async def test_two_sessions_show_a_row_inserted_with_sql_within_one_second(chromium, make_server, db):
     server = await make_server()
     a, b = await two_sessions(chromium, server)
-    assert len(server.ctx.ticker.streams) == 2
+    assert len(open_streams(server.ctx.hub)) == 2
     week_start, _ = await a.week()
 
     started = time.monotonic()
@@ -242,7 +243,7 @@ async def eight_tabs(chromium, server) -> tuple[Session, list[CalendarPage]]:
 async def test_eight_tabs_of_one_browser_share_one_stream_and_all_receive_each_event(chromium, make_server, db):
     server = await make_server()
     _, tabs = await eight_tabs(chromium, server)
-    assert len(server.ctx.ticker.streams) == 1
+    assert len(open_streams(server.ctx.hub)) == 1
     assert [await t.call("leader") for t in tabs].count(True) == 1
     week_start, _ = await tabs[0].week()
 
@@ -251,7 +252,7 @@ async def test_eight_tabs_of_one_browser_share_one_stream_and_all_receive_each_e
     for tab in tabs:
         assert await tab.ids() == new_ids
         assert await tab.applied() == [1, 2]
-    assert len(server.ctx.ticker.streams) == 1
+    assert len(open_streams(server.ctx.hub)) == 1
 
 
 @pytest.mark.gen_test(timeout=40)
@@ -264,7 +265,7 @@ async def test_when_the_leader_tab_closes_the_others_keep_receiving(chromium, ma
     before = book(db, week_start, 1, 9)
     await asyncio.gather(*(t.wait_shown(before) for t in tabs))
     leaders = [t for t in tabs if await t.call("leader")]
-    assert len(leaders) == 1 and len(server.ctx.ticker.streams) == 1
+    assert len(leaders) == 1 and len(open_streams(server.ctx.hub)) == 1
     leader = leaders[0]
     rest = [t for t in tabs if t is not leader]
 
@@ -296,7 +297,7 @@ async def _one_leader(tabs: list[CalendarPage]) -> bool:
 
 
 async def _streams(server, n: int) -> bool:
-    return len(server.ctx.ticker.streams) == n
+    return len(open_streams(server.ctx.hub)) == n
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -7,6 +7,7 @@ import pytest
 from tests.fix_db import insert_appointment
 from tests.fix_server import auth
 from tests.streams import assert_exactly_once_in_order, event_ids, insert_many
+from tornado_sse.stream import open_streams
 from tornado_sse.testing.sse_client import open_stream
 
 
@@ -227,17 +228,16 @@ async def test_reader_that_stops_reading_is_cut_and_resumes_with_everything(make
     sock.sendall(b"GET /sse HTTP/1.1\r\nHost: x\r\nAuthorization: " +
                  auth()["Authorization"].encode() + b"\r\n\r\n")
     await asyncio.sleep(0.3)
-    streams = server.ctx.ticker.streams
-    assert len(streams) == 1
+    assert len(open_streams(server.ctx.hub)) == 1
     import psycopg
     async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c:
         for i in range(400):  # ~6.4 MB of events: past the kernel's buffers and the 64 KiB bound
             await c.execute("INSERT INTO availabilities (scope, title) VALUES ('global', %s)", (big,))
     for _ in range(100):
-        if not streams:
+        if not open_streams(server.ctx.hub):
             break
         await asyncio.sleep(0.05)
-    assert not streams, "slow stream was not cut"
+    assert not open_streams(server.ctx.hub), "slow stream was not cut"
     assert server.ctx.metrics.streams_ended.labels("sse", "slow_client")._value.get() == 1
     # The client now reads what it had received, then resumes from there.
     sock.setblocking(False)
@@ -279,13 +279,13 @@ async def test_client_that_goes_away_is_dropped_at_once(server):
 
     conn = await open_stream(server.url + "/sse", auth())
     await asyncio.sleep(0.1)
-    assert len(server.ctx.ticker.streams) == 1
+    assert len(open_streams(server.ctx.hub)) == 1
     conn.close()
     for _ in range(40):
-        if not server.ctx.ticker.streams:
+        if not open_streams(server.ctx.hub):
             break
         await asyncio.sleep(0.05)
-    assert not server.ctx.ticker.streams and len(server.ctx.hub) == 0
+    assert not open_streams(server.ctx.hub) and len(server.ctx.hub) == 0
 
 
 @pytest.mark.gen_test(timeout=20)

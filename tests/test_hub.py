@@ -7,7 +7,8 @@ from typing import Sequence
 
 from tornado_sse.events import Event
 from tornado_sse.filters import Filter, parse_topics
-from tornado_sse.hub import Encoding, Hub
+from tornado_sse.events import Encoding
+from tornado_sse.hub import Hub
 
 
 def ev(i: int, topic: str = "appointment.created", staff=(5,), products=(456,)) -> Event:
@@ -24,13 +25,28 @@ class Recorder:
     got: list[int] = field(default_factory=list)
     writes: list[bytes] = field(default_factory=list)
     closed: str | None = None
+    uptos: list[int] = field(default_factory=list)
 
-    def deliver(self, events: Sequence[Event], data: bytes) -> None:
+    def deliver(self, events: Sequence[Event], data: bytes, upto: int) -> None:
         self.got += [e.id for e in events]
         self.writes.append(data)
+        self.uptos.append(upto)
 
     def close(self, reason: str) -> None:
         self.closed = reason
+
+    def tick(self, now: float) -> None:
+        pass
+
+
+def test_delivery_carries_how_far_the_batch_reached_past_the_last_match():
+    """A poller's last_id must move past events its filter hid: the hub hands
+    the batch's newest id with the matches, so no subscriber reads the hub."""
+    hub = Hub()
+    created = Recorder(filter=Filter(topics=("appointment.created",)))
+    hub.subscribe(created)
+    hub.publish([ev(1), ev(2, "appointment.deleted"), ev(3, "availability.created")])
+    assert created.got == [1] and created.uptos == [3]
 
 
 def test_one_write_per_batch_with_bytes_joined_once_per_filter():
@@ -109,7 +125,7 @@ def test_a_failing_subscriber_is_dropped_and_the_others_still_get_the_batch(capl
 
     @dataclass(eq=False)
     class Broken(Recorder):
-        def deliver(self, events: Sequence[Event], data: bytes) -> None:
+        def deliver(self, events: Sequence[Event], data: bytes, upto: int) -> None:
             raise AttributeError("boom")
 
     hub = Hub()

@@ -12,6 +12,7 @@ from tests.fix_db import execute, insert_appointment
 from tests.fix_server import SECRET, auth
 from tests.streams import assert_exactly_once_in_order, event_ids, insert_many
 from tests.tcp_proxy import PgProxy
+from tornado_sse.stream import open_streams
 from tornado_sse.testing.processes import serving
 from tornado_sse.testing.sse_client import open_stream, request
 
@@ -129,7 +130,7 @@ async def test_metrics_move_as_a_known_scenario_says(make_server, db):
     await b.take(3)
     b.close()
     reset.close()
-    await wait_until(lambda: len(server.ctx.ticker.streams) == 1)
+    await wait_until(lambda: len(open_streams(server.ctx.hub)) == 1)
     text = (await request(server.url + "/metrics")).body.decode()
 
     def value(line_start: str) -> float:

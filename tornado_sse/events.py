@@ -7,9 +7,11 @@ the same bytes: fan-out cost does not grow with the size of the payload.
 
 from __future__ import annotations
 
+import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from . import sse
 
@@ -43,7 +45,7 @@ class Event:
     chunk: bytes
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> "Event":
+    def from_row(cls, row: Sequence[Any]) -> Event:
         """Build from a row selected with :data:`COLUMNS`."""
         eid, topic, resource, resource_id, payload, ts, staff, products, created = row
         envelope = (
@@ -57,3 +59,24 @@ class Event:
             product_ids=None if products is None else frozenset(products),
             created_at=float(created), json=envelope, frame=frame, chunk=sse.http_chunk(frame),
         )
+
+
+class Encoding(enum.Enum):
+    """The bytes a subscriber wants alongside the events."""
+
+    CHUNKED = "chunked"  # SSE frames as HTTP/1.1 chunks
+    RAW = "raw"  # SSE frames, for HTTP/1.0 (connection-delimited) bodies
+    NONE = "none"  # events only (long-poll)
+
+
+def join(events: Sequence[Event], encoding: Encoding) -> bytes:
+    """The bytes of ``events`` in ``encoding``: the one place that joins them.
+
+    The hub calls it once per group and wake-up; a stream calls it only when
+    it must send part of a batch (a one-shot limit) or a replay.
+    """
+    if encoding is Encoding.CHUNKED:
+        return b"".join([e.chunk for e in events])
+    if encoding is Encoding.RAW:
+        return b"".join([e.frame for e in events])
+    return b""

@@ -7,6 +7,11 @@ group whose matching events and joined bytes are computed once per batch, so
 a wake-up costs one join per distinct filter, not one per stream, and each
 stream gets one write per wake-up however many events it carries.
 
+The hub is the one registry of open subscriptions. It hands a subscriber
+everything it needs in :meth:`Subscriber.deliver` and never asks it for
+anything back; a subscription ends one way: the subscriber (or, at
+shutdown, :meth:`Hub.close` through it) calls :meth:`Hub.unsubscribe`.
+
 The hub also keeps a bounded window of recent events: a resume whose cursor
 lies inside it is answered from memory, atomically with the subscription,
 so replay and live hand over with no gap and no duplicate.
@@ -15,39 +20,39 @@ so replay and live hand over with no gap and no duplicate.
 from __future__ import annotations
 
 import collections
-import enum
 import logging
-from typing import Iterable, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
-from .events import Event
+from .events import Encoding, Event, join
 from .filters import Filter
 
 log = logging.getLogger("tornado_sse.hub")
 
 
-class Encoding(enum.Enum):
-    """The bytes a subscriber wants alongside the events."""
-
-    CHUNKED = "chunked"  # SSE frames as HTTP/1.1 chunks
-    RAW = "raw"  # SSE frames, for HTTP/1.0 (connection-delimited) bodies
-    NONE = "none"  # events only (long-poll)
-
-
 class Subscriber(Protocol):
-    """What the hub needs of a stream."""
+    """What the hub needs of a stream or a waiting poll."""
 
     filter: Filter
     encoding: Encoding
 
-    def deliver(self, events: Sequence[Event], data: bytes) -> None:
-        """Take the matching events of one batch (``data``: their joined bytes).
+    def deliver(self, events: Sequence[Event], data: bytes, upto: int) -> None:
+        """Take the matching events of one batch.
 
-        Must not block and must not raise: a subscriber that cannot keep up
-        ends itself (and unsubscribes) instead.
+        ``data`` is their joined bytes in this subscriber's encoding;
+        ``upto`` is the id of the batch's newest event, matching or not
+        (how far the log has been scanned for this subscriber). Must not
+        block and must not raise: a subscriber that cannot keep up ends
+        itself (and unsubscribes) instead.
         """
 
     def close(self, reason: str) -> None:
-        """End the subscription (shutdown); the client will resume elsewhere."""
+        """End the subscription (shutdown); the client will resume elsewhere.
+        The subscriber unsubscribes itself."""
+
+    def tick(self, now: float) -> None:
+        """Time passes (monotonic ``now``): keepalives and deadlines. Called a
+        few times a second by the process's one timer, never by the hub."""
 
 
 _GroupKey = tuple[Filter, Encoding]
@@ -77,7 +82,7 @@ class Hub:
     def __len__(self) -> int:
         return sum(len(g) for g in self._groups.values())
 
-    def subscribers(self) -> Iterable[Subscriber]:
+    def subscribers(self) -> list[Subscriber]:
         """Every current subscriber (a snapshot, safe to mutate the hub while iterating)."""
         return [s for g in self._groups.values() for s in g]
 
@@ -139,23 +144,19 @@ class Hub:
         self._window.extend(events)
         self.last_id = events[-1].id
 
+        upto = self.last_id
         deliveries = sent = 0
         for (flt, encoding), group in list(self._groups.items()):
             matched = events if flt.everything else [e for e in events if flt.matches(e)]
             if not matched:
                 continue
-            if encoding is Encoding.CHUNKED:
-                data = b"".join([e.chunk for e in matched])
-            elif encoding is Encoding.RAW:
-                data = b"".join([e.frame for e in matched])
-            else:
-                data = b""
+            data = join(matched, encoding)
             deliveries += len(matched) * len(group)
             sent += len(data) * len(group)
             for sub in list(group):
                 try:
-                    sub.deliver(matched, data)
-                except Exception:  # noqa: BLE001 - one broken stream must not stop the others
+                    sub.deliver(matched, data, upto)
+                except Exception:  # one broken stream must not stop the others
                     log.exception("subscriber failed; dropping it")
                     self.unsubscribe(sub)
                     sub.close("error")

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from . import store
+from . import eventlog
 from .events import Event
 from .hub import Hub
 
@@ -131,7 +131,7 @@ class Listener:
             try:
                 await self._listen()
                 if not self._hub.started:
-                    _, newest = await asyncio.wait_for(store.log_bounds(self._pool), self._check_timeout)
+                    _, newest = await asyncio.wait_for(eventlog.bounds(self._pool), self._check_timeout)
                     self.cursor = newest
                     self._hub.start_at(newest)
                 await self.catch_up()
@@ -207,7 +207,7 @@ class Listener:
             # Bounded: a pooled connection can be half-open too, and a read
             # that never returns would stall every stream.
             events = await asyncio.wait_for(
-                store.events_after(self._pool, self.cursor, limit=self._batch_size),
+                eventlog.events_after(self._pool, self.cursor, limit=self._batch_size),
                 self._check_timeout)
             self.last_contact = time.monotonic()
             if not events:

@@ -28,6 +28,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from . import eventlog
 from .app import make_app
 from .auth import Authenticator, issue_token, signing_secret
 from .context import Context
@@ -72,7 +73,7 @@ class Server:
         listener = Listener(dsn, pool, hub, check_interval=check_interval,
                             check_timeout=check_timeout, on_batch=metrics.published)
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
-                           ticker=Ticker(s.keepalive), auth=auth, metrics=metrics)
+                           ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics)
         self._http: HTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
         self._retention = PeriodicCallback(self._run_retention, RETENTION_EVERY * 1000)
@@ -120,18 +121,14 @@ class Server:
         asyncio.ensure_future(self._prune())
 
     async def _prune(self) -> None:
-        keep = f"{self.settings.retention * 86400:.0f} seconds"
         try:
-            async with self.ctx.pool.connection() as conn:
-                cur = await conn.execute("SELECT tornado_sse_prune_due(%s::interval, %s::interval)",
-                                         (keep, f"{RETENTION_EVERY:.0f} seconds"))
-                row = await cur.fetchone()
+            deleted = await eventlog.prune_due(self.ctx.pool, keep_seconds=self.settings.retention * 86400,
+                                               every_seconds=RETENTION_EVERY)
         except psycopg.Error as exc:
             log.warning("retention skipped: %s", str(exc).strip().splitlines()[0])
             return
-        if row is not None and row[0] is not None:
-            log.info("retention: deleted %d events older than %g days", row[0],
-                     self.settings.retention)
+        if deleted is not None:
+            log.info("retention: deleted %d events older than %g days", deleted, self.settings.retention)
 
     @property
     def url(self) -> str:

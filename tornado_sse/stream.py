@@ -13,8 +13,12 @@ does not cut clients that keep up; memory per stream stays below
 ``max_buffer`` plus one wake-up's bytes.
 
 Per-stream timers would cost a heap entry per stream and a reschedule per
-write; instead one :class:`Ticker` visits every stream a few times per
-keepalive interval for keepalives and deadlines (stream timeout, token expiry).
+write; instead one :class:`Ticker` visits every subscriber of the hub a few
+times per second for keepalives and deadlines (stream timeout, token expiry).
+
+A stream's end flows one way: :meth:`SSEStream.end` unsubscribes it from the
+hub, then tells its owner (the handler) so the response is finished or
+dropped. The hub is the only registry of open streams.
 """
 
 from __future__ import annotations
@@ -23,15 +27,15 @@ import asyncio
 import logging
 import time
 from asyncio import Future
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from . import sse
-from .events import Event
+from .events import Encoding, Event, join
 from .filters import Filter
-from .hub import Encoding
+from .hub import Hub
 
 log = logging.getLogger("tornado_sse.stream")
 
@@ -42,6 +46,7 @@ END_MAX_EVENTS = "max_events"
 END_TIMEOUT = "stream_timeout"
 END_EXPIRED = "token_expired"
 END_SHUTDOWN = "shutdown"
+END_ERROR = "error"
 
 #: Seconds a replaying client may take to accept one batch.
 DRAIN_TIMEOUT = 30.0
@@ -52,12 +57,15 @@ OnEnd = Callable[["SSEStream", str], None]
 class SSEStream:
     """Writes events to one client, in id order, each once."""
 
-    def __init__(self, iostream: IOStream, *, filter: Filter, chunked: bool, cursor: int,
-                 max_buffer: int, max_events: int = 0, deadline: float | None = None,
+    def __init__(self, iostream: IOStream, hub: Hub, *, filter: Filter, chunked: bool, cursor: int,
+                 keepalive: float, max_buffer: int, max_events: int = 0,
+                 deadline: float | None = None, deadline_reason: str = END_TIMEOUT,
                  on_end: OnEnd) -> None:
         self.filter = filter
         self.encoding = Encoding.CHUNKED if chunked else Encoding.RAW
         self._iostream = iostream
+        self._hub = hub
+        self._keepalive = keepalive
         self._max_buffer = max_buffer
         # Direct sends only on plain TCP streams: TLS framing belongs to
         # SSLIOStream.
@@ -66,7 +74,7 @@ class SSEStream:
         self._remaining = max_events or None
         #: Monotonic time at which the stream ends (one-shot timeout, token expiry).
         self.deadline = deadline
-        self.deadline_reason = END_TIMEOUT
+        self.deadline_reason = deadline_reason
         #: Id of the last event written (or the resume cursor).
         self.cursor = cursor
         #: Events that arrive while a database replay is in flight.
@@ -75,7 +83,14 @@ class SSEStream:
         self.bytes_sent = 0
         self.started = self.last_write = time.monotonic()
         self.ended: str | None = None
+        #: True once the response head is out: from then on the ticker tends it.
+        self.opened = False
         self._last_write: Future[None] | None = None
+
+    def open(self) -> None:
+        """The head and ``retry:`` are out: keepalives and deadlines apply."""
+        self.opened = True
+        self.last_write = time.monotonic()
 
     # -- replay handover ------------------------------------------------------
     def hold(self) -> None:
@@ -92,10 +107,10 @@ class SSEStream:
         """Write the matching events past the cursor (replay path)."""
         fresh = [e for e in events if e.id > self.cursor and self.filter.matches(e)]
         if fresh:
-            self._send(fresh, self._join(fresh))
+            self._send(fresh, join(fresh, self.encoding))
 
     # -- hub interface -------------------------------------------------------
-    def deliver(self, events: Sequence[Event], data: bytes) -> None:
+    def deliver(self, events: Sequence[Event], data: bytes, upto: int) -> None:
         if self.ended is not None:
             return
         if self._pending is not None:
@@ -105,6 +120,14 @@ class SSEStream:
 
     def close(self, reason: str) -> None:
         self.end(reason)
+
+    def tick(self, now: float) -> None:
+        if not self.opened or self.ended is not None:
+            return
+        if self.deadline is not None and now >= self.deadline:
+            self.end(self.deadline_reason)
+        elif now - self.last_write >= self._keepalive:
+            self.keepalive()
 
     # -- writing ---------------------------------------------------------------
     def write_raw(self, frame: bytes) -> None:
@@ -126,19 +149,18 @@ class SSEStream:
         except asyncio.TimeoutError:
             self.end(END_SLOW)
 
+    def abort(self) -> None:
+        """Drop the connection without finishing the response (a slow client)."""
+        self._iostream.close()
+
     def keepalive(self) -> None:
         self.write_raw(sse.KEEPALIVE)
-
-    def _join(self, events: Sequence[Event]) -> bytes:
-        if self.encoding is Encoding.CHUNKED:
-            return b"".join([e.chunk for e in events])
-        return b"".join([e.frame for e in events])
 
     def _send(self, events: Sequence[Event], data: bytes) -> None:
         limit = self._remaining
         if limit is not None and len(events) >= limit:
             events = events[:limit]
-            data = self._join(events)
+            data = join(events, self.encoding)
         self._write(data)
         if self.ended is not None:
             return
@@ -192,19 +214,24 @@ class SSEStream:
         self.last_write = time.monotonic()
 
     def end(self, reason: str) -> None:
-        """End once; the owner finishes or drops the response."""
+        """End once: leave the hub, then let the owner finish or drop the response."""
         if self.ended is None:
             self.ended = reason
             self._pending = None
+            self._hub.unsubscribe(self)
             self._on_end(self, reason)
 
 
-class Ticker:
-    """Keepalives and deadlines for every open stream, from one timer."""
+def open_streams(hub: Hub) -> list[SSEStream]:
+    """The SSE streams whose head is out (health, metrics and tests count them)."""
+    return [s for s in hub.subscribers() if isinstance(s, SSEStream) and s.opened]
 
-    def __init__(self, keepalive: float) -> None:
-        self.keepalive = keepalive
-        self.streams: set[SSEStream] = set()
+
+class Ticker:
+    """Keepalives and deadlines for every subscriber of the hub, from one timer."""
+
+    def __init__(self, hub: Hub, keepalive: float) -> None:
+        self._hub = hub
         # Visit often enough that a quiet stream hears from us within 1.25
         # keepalive intervals, and deadlines are met within a second.
         period = min(1.0, max(0.05, keepalive / 4))
@@ -218,8 +245,5 @@ class Ticker:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        for stream in list(self.streams):
-            if stream.deadline is not None and now >= stream.deadline:
-                stream.end(stream.deadline_reason)
-            elif now - stream.last_write >= self.keepalive:
-                stream.keepalive()
+        for sub in self._hub.subscribers():
+            sub.tick(now)

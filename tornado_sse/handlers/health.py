@@ -7,6 +7,7 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..stream import open_streams
 from .base import BaseHandler
 
 
@@ -26,7 +27,7 @@ class HealthHandler(BaseHandler):
             if listener.last_contact else None,
             # Commit-to-fan-out delay of the newest event, seconds.
             "lag": self.ctx.metrics.last_lag,
-            "streams": len(self.ctx.ticker.streams),
+            "streams": len(open_streams(self.ctx.hub)),
             "reconnects": listener.reconnects,
             "pid": os.getpid(),  # which server process answered (--processes N)
             "time": int(time.time()),

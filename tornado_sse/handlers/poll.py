@@ -10,17 +10,18 @@ filters hid, so a client with a narrow filter does not rescan them.
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+import json
+from collections.abc import Sequence
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from ..context import Context
 from ..errors import unavailable
-from ..events import Event
+from ..events import Encoding, Event
 from ..filters import Filter
-from ..hub import Encoding, Hub
-from ..resume import Replay
+from ..handover import Handover, Reset
+from ..hub import Hub
 from .base import BaseHandler
 from .query import parse_stream_query
 
@@ -31,9 +32,10 @@ MAX_TIMEOUT = 60.0
 class PollWaiter:
     """A hub subscriber that resolves on its first matching batch.
 
-    It records how far the hub had published when that batch came
-    (``scanned``): later batches may arrive before the handler runs, and
-    ``last_id`` must not skip them.
+    It keeps how far the log had been scanned when that batch came
+    (``scanned``, handed over by the hub): later batches may arrive before
+    the handler runs, and ``last_id`` must not skip them. One batch is all it
+    needs, so it leaves the hub on delivery.
     """
 
     encoding = Encoding.NONE
@@ -41,17 +43,30 @@ class PollWaiter:
     def __init__(self, flt: Filter, hub: Hub) -> None:
         self.filter = flt
         self._hub = hub
-        self.scanned = hub.last_id
+        self.scanned = 0
         self.future: asyncio.Future[Sequence[Event]] = asyncio.get_running_loop().create_future()
 
-    def deliver(self, events: Sequence[Event], data: bytes) -> None:
+    def hold(self) -> None:
+        """Nothing to hold: a batch that arrives during the replay resolves the
+        poll, and is used only when the replay found nothing (its ids are all
+        past the replay's bound, so either answer is complete)."""
+
+    def release(self) -> None:
+        pass
+
+    def deliver(self, events: Sequence[Event], data: bytes, upto: int) -> None:
         if not self.future.done():
-            self.scanned = self._hub.last_id  # publish sets it before fan-out
+            self.scanned = upto
             self.future.set_result(list(events))
+        self._hub.unsubscribe(self)
 
     def close(self, reason: str) -> None:
         if not self.future.done():
             self.future.set_result([])
+        self._hub.unsubscribe(self)
+
+    def tick(self, now: float) -> None:
+        pass
 
 
 class PollHandler(BaseHandler):
@@ -59,6 +74,7 @@ class PollHandler(BaseHandler):
         super().initialize(ctx)
         self.route = route
         self.waiter: PollWaiter | None = None
+        self.gone = False  # the client hung up
 
     async def get(self) -> None:
         principal = self.principal()
@@ -77,26 +93,23 @@ class PollHandler(BaseHandler):
             return
 
         waiter = self.waiter = PollWaiter(query.filter, hub)
-        hub.subscribe(waiter)  # same tick as the Replay: no gap, no duplicate
-        replay = Replay(hub, self.ctx.pool, query.cursor)
+        handover = Handover(hub, self.ctx.pool, waiter, query.cursor)
         metrics = self.ctx.metrics
         metrics.open_polls.labels(self.route).inc()
         try:
-            reset = await replay.check()
+            reset = await handover.check()
             if reset is not None:
                 metrics.reset_sent()
-                self._answer([], reset.last_id, reset=reset.body())
+                self._answer([], reset.last_id, reset=reset)
                 return
             found: list[Event] = []
-            async for batch in replay.batches():
-                for event in batch:
-                    if query.filter.matches(event):
-                        found.append(event)
-                        if len(found) == limit:
-                            self._answer(found, event.id)
-                            return
+            async for batch in handover.replay():
+                found += batch
+                if len(found) >= limit:
+                    self._answer(found[:limit], found[limit - 1].id)
+                    return
             if found:
-                self._answer(found, replay.upto)
+                self._answer(found, handover.upto)
                 return
             try:
                 await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
@@ -106,22 +119,22 @@ class PollHandler(BaseHandler):
                 events = list(waiter.future.result())
                 newest = waiter.scanned
             else:
-                # Still subscribed: everything the hub has was hidden by the filters.
+                # Still waiting: everything the hub has was hidden by the filters.
                 events, newest = [], hub.last_id
             newest = max(newest, query.cursor)
             if len(events) > limit:
                 events = events[:limit]
                 newest = events[-1].id
-            if not self._finished and self.request.connection.stream is not None \
-                    and not self.request.connection.stream.closed():  # type: ignore[union-attr]
+            if not self._finished and not self.gone:
                 self._answer(events, newest)
         except (psycopg.OperationalError, PoolTimeout):
             raise unavailable() from None
         finally:
-            hub.unsubscribe(waiter)
+            waiter.close("answered")
             metrics.open_polls.labels(self.route).dec()
 
     def on_connection_close(self) -> None:
+        self.gone = True
         # Release the waiting client at once: resolve its future so the
         # handler returns and unsubscribes.
         if self.waiter is not None:
@@ -139,10 +152,10 @@ class PollHandler(BaseHandler):
             errors["timeout"] = f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT:.0f}."
         return value
 
-    def _answer(self, events: Sequence[Event], last_id: int, reset: dict | None = None) -> None:
+    def _answer(self, events: Sequence[Event], last_id: int, reset: Reset | None = None) -> None:
         # The envelopes are already JSON: splice them in rather than re-encode.
         body = '{"events":[' + ",".join(e.json for e in events) + '],"last_id":' + str(last_id)
         if reset is not None:
-            body += ',"reset":{"reason":"%s","last_id":%d}' % (reset["reason"], reset["last_id"])
+            body += ',"reset":' + json.dumps(reset.body(), separators=(",", ":"))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(body + "}")

@@ -1,4 +1,10 @@
-"""GET /sse and the WooCommerce-compatible routes (SPEC §3)."""
+"""GET /sse and the WooCommerce-compatible routes (SPEC §3).
+
+A thin shell: it parses the request, opens the response, and lets the
+stream (tornado_sse/stream.py) and the handover (tornado_sse/handover.py)
+do the work. The stream tells it when it has ended; the handler only
+finishes or drops the response then.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,14 @@ import logging
 import time
 
 import psycopg
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 
 from .. import sse
 from ..auth import Principal
 from ..context import Context
 from ..errors import unavailable
-from ..resume import Replay
-from ..stream import END_CLOSED, END_EXPIRED, END_SLOW, END_TIMEOUT, SSEStream
+from ..handover import Handover
+from ..stream import END_CLOSED, END_ERROR, END_EXPIRED, END_SLOW, END_TIMEOUT, SSEStream
 from .base import BaseHandler
 from .query import parse_stream_query
 
@@ -22,9 +28,9 @@ log = logging.getLogger("tornado_sse.sse")
 
 
 class SSEHandler(BaseHandler):
-    """A thin shell: auth and parameters here, the stream does the work."""
+    """One event stream per request."""
 
-    def initialize(self, ctx: Context, route: str = "sse",
+    def initialize(self, ctx: Context, route: str = "sse",  # type: ignore[override]
                    max_events: int = 0, stream_timeout: float = 0.0) -> None:
         super().initialize(ctx)
         self.route = route
@@ -42,35 +48,21 @@ class SSEHandler(BaseHandler):
         if query.cursor is not None:
             self.require_started()
         ctx = self.ctx
-        hub = ctx.hub
-
-        # The earliest of the one-shot timeout and the token's expiry.
-        now_mono, now_wall = time.monotonic(), time.time()
-        deadline, reason = None, END_TIMEOUT
-        if self.route_timeout:
-            deadline = now_mono + self.route_timeout
-        if principal.expires_at is not None:
-            expiry = now_mono + max(0.0, principal.expires_at - now_wall)
-            if deadline is None or expiry < deadline:
-                deadline, reason = expiry, END_EXPIRED
-
-        stream = SSEStream(
-            self.request.connection.stream,  # type: ignore[union-attr]
-            filter=query.filter, chunked=self.request.version == "HTTP/1.1",
-            cursor=hub.last_id if query.cursor is None else query.cursor,
-            max_buffer=ctx.settings.max_buffer,
+        deadline, reason = self._deadline(principal)
+        connection = self.request.connection
+        iostream = getattr(connection, "stream", None)
+        assert isinstance(iostream, IOStream)
+        stream = self.stream = SSEStream(
+            iostream, ctx.hub, filter=query.filter, chunked=self.request.version == "HTTP/1.1",
+            cursor=ctx.hub.last_id if query.cursor is None else query.cursor,
+            keepalive=ctx.settings.keepalive, max_buffer=ctx.settings.max_buffer,
             max_events=query.max_events or self.route_max_events,
-            deadline=deadline, on_end=self._ended)
-        stream.deadline_reason = reason
-        self.stream = stream
-        # Subscribe and note the replay bound in one tick: no gap, no duplicate.
-        stream.hold()
-        hub.subscribe(stream)
-        replay = Replay(hub, ctx.pool, query.cursor) if query.cursor is not None else None
+            deadline=deadline, deadline_reason=reason, on_end=self._ended)
+        handover = Handover(ctx.hub, ctx.pool, stream, query.cursor)
         try:
-            reset = await replay.check() if replay is not None else None
+            reset = await handover.check()
         except psycopg.Error:
-            hub.unsubscribe(stream)
+            stream.end(END_ERROR)
             raise unavailable() from None
 
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -82,7 +74,7 @@ class SSEHandler(BaseHandler):
         except StreamClosedError:
             stream.end(END_CLOSED)
             return
-        ctx.ticker.streams.add(stream)
+        stream.open()
         ctx.metrics.stream_opened(self.route)
 
         try:
@@ -90,8 +82,8 @@ class SSEHandler(BaseHandler):
                 stream.write_raw(reset.frame())
                 stream.cursor = reset.last_id
                 ctx.metrics.reset_sent()
-            elif replay is not None:
-                async for batch in replay.batches():
+            else:
+                async for batch in handover.replay():
                     stream.write_events(batch)
                     if stream.ended is not None:
                         break
@@ -99,8 +91,20 @@ class SSEHandler(BaseHandler):
         except psycopg.Error as exc:
             log.warning("replay failed, ending stream: %s", exc)
             stream.end(END_CLOSED)
-        stream.release()
+        handover.release()
         await self.done
+
+    def _deadline(self, principal: Principal) -> tuple[float | None, str]:
+        """The earliest of the one-shot timeout and the token's expiry."""
+        now_mono, now_wall = time.monotonic(), time.time()
+        deadline, reason = None, END_TIMEOUT
+        if self.route_timeout:
+            deadline = now_mono + self.route_timeout
+        if principal.expires_at is not None:
+            expiry = now_mono + max(0.0, principal.expires_at - now_wall)
+            if deadline is None or expiry < deadline:
+                deadline, reason = expiry, END_EXPIRED
+        return deadline, reason
 
     def on_connection_close(self) -> None:
         if self.stream is not None:
@@ -109,19 +113,16 @@ class SSEHandler(BaseHandler):
             self.done.set_result(END_CLOSED)
 
     def _ended(self, stream: SSEStream, reason: str) -> None:
-        """The stream is over: detach it and end the response accordingly."""
-        ctx = self.ctx
-        ctx.hub.unsubscribe(stream)
-        if stream in ctx.ticker.streams:
-            ctx.ticker.streams.discard(stream)
-            ctx.metrics.stream_closed(self.route, reason)
-        if reason == END_SLOW:
-            # The buffer is full: finishing would only queue more bytes.
-            self.request.connection.stream.close()  # type: ignore[union-attr]
-        elif reason != END_CLOSED and not self._finished:
-            self.finish()
-        log.info("stream end route=%s role=%s reason=%s duration=%.1fs events=%d bytes=%d",
-                 self.route, self.who.role if self.who else "-", reason, time.monotonic() - stream.started,
-                 stream.events_sent, stream.bytes_sent)
+        """The stream has left the hub: end the response accordingly."""
+        if stream.opened:
+            self.ctx.metrics.stream_closed(self.route, reason)
+            if reason == END_SLOW:
+                # The buffer is full: finishing would only queue more bytes.
+                stream.abort()
+            elif reason != END_CLOSED and not self._finished:
+                self.finish()
+            log.info("stream end route=%s role=%s reason=%s duration=%.1fs events=%d bytes=%d",
+                     self.route, self.who.role if self.who else "-", reason,
+                     time.monotonic() - stream.started, stream.events_sent, stream.bytes_sent)
         if not self.done.done():
             self.done.set_result(reason)
