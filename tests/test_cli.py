@@ -120,8 +120,8 @@ def test_options_are_read_wherever_they_stand_and_psql_gets_the_rest(
         argv: list[str], command: str, extra: tuple[str, ...], role: str) -> None:
     """Regression: a REMAINDER argument once swallowed options written after
     the command, so ``token --role staff`` silently made an admin token."""
-    settings = load(argv, environ={})
-    assert (settings.command, settings.extra, settings.role) == (command, extra, role)
+    cmd, _ = load(argv, environ={})
+    assert (cmd.name, cmd.extra, cmd.role) == (command, extra, role)
 
 
 def test_unknown_option_for_another_command_exits_2() -> None:

@@ -28,11 +28,12 @@ STATIC = Path(__file__).resolve().parent / "static"
 class CalendarHandler(StaticFileHandler):
     """``GET /``: the calendar page (one file, served without a redirect)."""
 
-    def initialize(self, path: str, default_filename: str | None = None) -> None:  # type: ignore[override]
+    def initialize(self, path: str, default_filename: str | None = None,
+                   allowed_symlink_directory: str | list[str] | None = None) -> None:
         self._page = Path(path)
         super().initialize(path=str(self._page.parent))
 
-    def get(self, path: str = "", include_body: bool = True) -> Any:  # type: ignore[override]
+    def get(self, path: str = "", include_body: bool = True) -> Any:
         return super().get(self._page.name, include_body)
 
 
@@ -60,7 +61,7 @@ def make_app(ctx: Context) -> Application:
         (r"/wc-appointments/v2/sse", "wc", s.wc_max_events, s.wc_stream_timeout),
         (r"/wp-json/wc-appointments/v2/sse", "wc", s.wc_max_events, s.wc_stream_timeout),
     ]
-    routes: list = [
+    routes: list[Any] = [
         (path, SSEHandler, {"ctx": ctx, "route": route, "max_events": n, "stream_timeout": t})
         for path, route, n, t in sse_routes
     ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,21 +174,3 @@ def issue_token(secret: str, *, role: str, staff_id: int | None = None, ttl: int
     if staff_id is not None:
         body["staff_id"] = staff_id
     return jwt.encode(body, secret, algorithm=algorithm)
-
-
-def issue_token_cli(settings: Settings) -> int:
-    """``run.py token``: print a token signed with the configured secret."""
-    if settings.jwt_public_key is not None:
-        print("run.py: error: the server checks tokens with a public key; sign them with "
-              "the matching private key where it is kept", file=sys.stderr)
-        return 2
-    extra: dict[str, Any] = {}
-    if settings.jwt_audience:
-        extra["aud"] = settings.jwt_audience
-    if settings.jwt_issuer:
-        extra["iss"] = settings.jwt_issuer
-    print(issue_token(signing_secret(settings), role=settings.role,
-                      staff_id=settings.staff_id if settings.role == "staff" else None,
-                      ttl=settings.ttl, algorithm=settings.jwt_algorithms[0], **extra))
-    return 0
-

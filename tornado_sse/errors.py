@@ -13,9 +13,12 @@ from typing import Any
 class ApiError(Exception):
     """An error with its HTTP status, WordPress code and message."""
 
-    def __init__(self, status: int, code: str, message: str, **data: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None,
+                 **data: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.data = status, code, message, data
+        #: Seconds for a ``Retry-After`` header (503, 429).
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, Any]:
         """The JSON body: ``{"code", "message", "data": {"status", ...}}``."""
@@ -45,4 +48,12 @@ def not_found(message: str = "No route was found matching the URL and request me
 
 def unavailable(message: str = "The database is unreachable; try again shortly.") -> ApiError:
     """503 while the database is down, for a request that needs it."""
-    return ApiError(503, "rest_unavailable", message)
+    return ApiError(503, "rest_unavailable", message, retry_after=5, reason="unreachable")
+
+
+def busy(message: str = "The database is busy; try again shortly.") -> ApiError:
+    """503 when the database answers but not in time: every pooled connection
+    is in use, a row lock was not granted within the lock timeout, or a
+    statement ran past its time. Said apart from "unreachable" (SPEC §4) so
+    an operator knows whether to look at load or at the network."""
+    return ApiError(503, "rest_busy", message, retry_after=1, reason="busy")

@@ -7,9 +7,18 @@ listener's LISTEN connection is never used for queries (STYLE §6).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from .events import COLUMNS, Event
+
+#: Where a query runs: the request pool, or the listener's own connection
+#: (which must never wait behind requests for a pooled one).
+Source = AsyncConnectionPool | AsyncConnection[Any]
 
 _AFTER = f"SELECT {COLUMNS} FROM sse_events WHERE id > %s ORDER BY id LIMIT %s"
 _BETWEEN = f"SELECT {COLUMNS} FROM sse_events WHERE id > %s AND id <= %s ORDER BY id LIMIT %s"
@@ -22,10 +31,19 @@ NEWEST_ID_SQL = ("(SELECT greatest(coalesce(max(id), 0), (SELECT pruned_through 
                  " FROM sse_events)")
 
 
-async def events_after(pool: AsyncConnectionPool, cursor: int, *, upto: int | None = None,
+@asynccontextmanager
+async def _connection(source: Source) -> AsyncIterator[AsyncConnection[Any]]:
+    if isinstance(source, AsyncConnection):
+        yield source
+    else:
+        async with source.connection() as conn:
+            yield conn
+
+
+async def events_after(source: Source, cursor: int, *, upto: int | None = None,
                        limit: int = 1000) -> list[Event]:
     """Up to ``limit`` events with ``cursor < id [<= upto]``, in id order."""
-    async with pool.connection() as conn:
+    async with _connection(source) as conn:
         if upto is None:
             cur = await conn.execute(_AFTER, (cursor, limit))
         else:
@@ -33,10 +51,10 @@ async def events_after(pool: AsyncConnectionPool, cursor: int, *, upto: int | No
         return [Event.from_row(r) for r in await cur.fetchall()]
 
 
-async def bounds(pool: AsyncConnectionPool) -> tuple[int, int]:
+async def bounds(source: Source) -> tuple[int, int]:
     """``(pruned_through, newest_id)``: ids <= pruned_through may be gone;
     newest_id is the highest committed event id (0 when there is none)."""
-    async with pool.connection() as conn:
+    async with _connection(source) as conn:
         cur = await conn.execute(f"SELECT (SELECT pruned_through FROM sse_retention), {NEWEST_ID_SQL}")
         row = await cur.fetchone()
     assert row is not None

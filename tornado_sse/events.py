@@ -44,6 +44,11 @@ class Event:
     frame: bytes
     chunk: bytes
 
+    @property
+    def size(self) -> int:
+        """Bytes this event holds in memory (its three encodings), roughly."""
+        return len(self.json) + len(self.frame) + len(self.chunk)
+
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Event:
         """Build from a row selected with :data:`COLUMNS`."""

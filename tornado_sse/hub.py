@@ -61,10 +61,14 @@ _GroupKey = tuple[Filter, Encoding]
 class Hub:
     """One per process. Not thread-safe: used from the IOLoop only."""
 
-    def __init__(self, *, window: int = 10000) -> None:
+    def __init__(self, *, window: int = 10000, window_bytes: int = 0) -> None:
         self._groups: dict[_GroupKey, set[Subscriber]] = {}
-        self._window: collections.deque[Event] = collections.deque(maxlen=window or None)
+        # Bounded by count and by bytes (0: no bound of that kind): a few huge
+        # events must not pin gigabytes for the sake of fast resumes.
+        self._window: collections.deque[Event] = collections.deque()
         self._window_size = window
+        self._window_bytes = window_bytes
+        self._bytes = 0
         #: Every event with id > floor has been published and is in the window.
         self._floor = 0
         self.last_id = 0
@@ -76,6 +80,7 @@ class Hub:
     def start_at(self, cursor: int) -> None:
         """Declare ``cursor`` the newest event before anything is published."""
         self._window.clear()
+        self._bytes = 0
         self._floor = self.last_id = cursor
         self.started = True
 
@@ -130,19 +135,10 @@ class Hub:
             return 0, 0
         if events[0].id <= self.last_id:
             raise ValueError(f"event {events[0].id} is not after {self.last_id}")
-        if self._window_size:
-            overflow = len(self._window) + len(events) - self._window_size
-            if overflow > 0:
-                # The oldest events leave the window; remember where it now starts.
-                drop = min(overflow, len(self._window))
-                if drop:
-                    self._floor = self._window[drop - 1].id
-                if overflow > drop:
-                    self._floor = events[overflow - drop - 1].id
-        else:
-            self._floor = events[-1].id
         self._window.extend(events)
+        self._bytes += sum(e.size for e in events)
         self.last_id = events[-1].id
+        self._trim()
 
         upto = self.last_id
         deliveries = sent = 0
@@ -161,6 +157,16 @@ class Hub:
                     self.unsubscribe(sub)
                     sub.close("error")
         return deliveries, sent
+
+    def _trim(self) -> None:
+        """Drop the oldest events past either bound; the floor follows them."""
+        window = self._window
+        while window and ((self._window_size and len(window) > self._window_size)
+                          or (self._window_bytes and self._bytes > self._window_bytes)
+                          or not self._window_size):
+            dropped = window.popleft()
+            self._bytes -= dropped.size
+            self._floor = dropped.id
 
     def close(self, reason: str = "shutdown") -> None:
         """End every subscription; new ones are refused."""

@@ -1,9 +1,11 @@
 """The bridge from PostgreSQL to the hub: one per server process.
 
 A dedicated autocommit connection LISTENs on ``sse_events``. A notification
-is only a wake-up: the listener reads every row past its cursor through the
-pool, in batches, and publishes them, so a burst of notifications costs one
-query and a payload of any size works.
+is only a wake-up: the listener reads every row past its cursor, in batches,
+on a second connection of its own, and publishes them, so a burst of
+notifications costs one query and a payload of any size works. Neither
+connection comes from the request pool: a storm of snapshots or writes that
+exhausts the pool cannot delay live events or fail /healthz (issue 12).
 
 Failure handling, because this is where events could be lost:
 
@@ -25,10 +27,10 @@ import enum
 import logging
 import random
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from . import eventlog
 from .events import Event
@@ -69,19 +71,20 @@ class Backoff:
 class Listener:
     """Keeps ``hub`` fed with every committed event, in id order, once."""
 
-    def __init__(self, dsn: str, pool: AsyncConnectionPool, hub: Hub, *,
+    def __init__(self, dsn: str, hub: Hub, *,
                  batch_size: int = 1000, check_interval: float = 10.0,
                  check_timeout: float = 10.0,
                  on_batch: Callable[[Sequence[Event], float, int, int], None] | None = None) -> None:
         self._dsn = dsn
-        self._pool = pool
         self._hub = hub
         self._batch_size = batch_size
         self._check_interval = check_interval
         self._check_timeout = check_timeout
         self._on_batch = on_batch
         self._task: asyncio.Task[None] | None = None
-        self._conn: psycopg.AsyncConnection | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        #: The listener's own connection for reading the log.
+        self._reader: psycopg.AsyncConnection[Any] | None = None
         self._connected = asyncio.Event()
         # One reader at a time: two concurrent catch-ups would read the same
         # rows from the same cursor and publish them twice.
@@ -131,7 +134,8 @@ class Listener:
             try:
                 await self._listen()
                 if not self._hub.started:
-                    _, newest = await asyncio.wait_for(eventlog.bounds(self._pool), self._check_timeout)
+                    _, newest = await asyncio.wait_for(eventlog.bounds(self._reader_conn()),
+                                                    self._check_timeout)
                     self.cursor = newest
                     self._hub.start_at(newest)
                 await self.catch_up()
@@ -156,11 +160,19 @@ class Listener:
                 await asyncio.sleep(delay)
 
     async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
+        self._conn = await self._connect()
+        self._reader = await self._connect()
+        await self._conn.execute(f"LISTEN {CHANNEL}")
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
             self._dsn, autocommit=True, connect_timeout=10, application_name=APPLICATION_NAME,
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
-        self._conn = conn
-        await conn.execute(f"LISTEN {CHANNEL}")
+
+    def _reader_conn(self) -> psycopg.AsyncConnection[Any]:
+        if self._reader is None:
+            raise psycopg.OperationalError("the listener's reader connection is closed")
+        return self._reader
 
     async def _wait_loop(self) -> None:
         conn = self._conn
@@ -204,10 +216,10 @@ class Listener:
 
     async def _read_all(self) -> None:
         while True:
-            # Bounded: a pooled connection can be half-open too, and a read
+            # Bounded: the reader connection can be half-open too, and a read
             # that never returns would stall every stream.
             events = await asyncio.wait_for(
-                eventlog.events_after(self._pool, self.cursor, limit=self._batch_size),
+                eventlog.events_after(self._reader_conn(), self.cursor, limit=self._batch_size),
                 self._check_timeout)
             self.last_contact = time.monotonic()
             if not events:
@@ -221,12 +233,14 @@ class Listener:
                 return
 
     async def _close_conn(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await conn.close()  # only closes the socket: no round trip to wait for
-            except (psycopg.Error, OSError):
-                pass
+        conns = (self._conn, self._reader)
+        self._conn = self._reader = None
+        for conn in conns:
+            if conn is not None:
+                try:
+                    await conn.close()  # only closes the socket: no round trip to wait for
+                except (psycopg.Error, OSError):
+                    pass
 
     def _set_state(self, state: State) -> None:
         if state is not self.state and self.state is not State.STOPPED:

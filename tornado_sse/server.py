@@ -15,12 +15,11 @@ the listener, the pool and the embedded database stop.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
 import socket
-import sys
+from collections.abc import Callable
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -30,7 +29,8 @@ from tornado.netutil import bind_sockets
 
 from . import eventlog
 from .app import make_app
-from .auth import Authenticator, issue_token, signing_secret
+from .auth import Authenticator
+from .collector import quiet_collector
 from .context import Context
 from .database import DatabaseError, check_connection
 from .hub import Hub
@@ -38,14 +38,15 @@ from .listener import Backoff, Listener
 from .metrics import Metrics
 from .migrate import migrate
 from .settings import Settings, SettingsError
+from .supervisor import supervise
 from .stream import END_SHUTDOWN, Ticker
 
 log = logging.getLogger("tornado_sse.server")
 
 #: How long shutdown waits for ended streams and in-flight responses to drain.
 SHUTDOWN_GRACE = 5.0
-#: A request waits at most this long for a pooled connection, then gets 503.
-POOL_TIMEOUT = 5.0
+#: A request waits at most this long for a pooled connection, then gets 503 busy.
+POOL_TIMEOUT = 3.0
 #: How often each server offers to run retention; one server per period does.
 RETENTION_EVERY = 3600.0
 # TCP keepalives on every connection: a peer that vanished is noticed by the
@@ -68,9 +69,9 @@ class Server:
             dsn, min_size=1, max_size=s.pool_size, open=False, timeout=POOL_TIMEOUT,
             kwargs={"autocommit": True, "application_name": "tornado_sse", **_KEEPALIVES},
             name="tornado_sse")
-        hub = Hub(window=s.window)
+        hub = Hub(window=s.window, window_bytes=s.window_bytes)
         metrics = Metrics()
-        listener = Listener(dsn, pool, hub, check_interval=check_interval,
+        listener = Listener(dsn, hub, check_interval=check_interval,
                             check_timeout=check_timeout, on_batch=metrics.published)
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
                            ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics)
@@ -156,13 +157,14 @@ class Server:
         await ctx.pool.close()
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, on_listening: Callable[[str], None] | None = None) -> int:
     """``run.py serve``: run until SIGTERM or SIGINT; return the exit status.
 
     The port is bound first, so a port in use fails before a database starts.
     A database that refuses us (bad password, unknown database) is a
     configuration error: one line, exit 2. One that does not answer yet is
     waited for while /healthz says 503. The embedded database stops last.
+    ``on_listening`` is called once with the URL when the port serves.
     """
     from .dbsetup import database
 
@@ -173,9 +175,20 @@ def serve(settings: Settings) -> int:
                             f"{exc.strerror}") from None
     Authenticator(settings)  # a key that does not fit fails here, with one line
     processes = settings.processes or os.cpu_count() or 1
+    url = _url(settings.host, sockets[0].getsockname()[1])
+    announce = on_listening or (lambda _url: None)
+
+    def run(dsn: str, seed: bool) -> int:
+        if processes == 1:
+            return asyncio.run(_serve(settings, dsn, sockets, seed=seed,
+                                      on_listening=lambda: announce(url)))
+        announce(url)
+        return supervise(processes, lambda index: asyncio.run(
+            _serve(settings, dsn, sockets, seed=seed and index == 0, on_listening=None)))
+
     if settings.embedded:
         with database(settings) as dsn:
-            return _run_processes(settings, dsn, sockets, processes, seed=True)
+            return run(dsn, seed=True)
     assert settings.dsn is not None
     try:
         check_connection(settings.dsn)
@@ -183,68 +196,11 @@ def serve(settings: Settings) -> int:
         if not exc.transient:
             raise
         log.warning("%s; serving 503 until it answers", exc)
-    return _run_processes(settings, settings.dsn, sockets, processes, seed=False)
-
-
-def _run_processes(settings: Settings, dsn: str, sockets: list[socket.socket], n: int, *,
-                   seed: bool) -> int:
-    """One server in this process, or ``n`` forked ones sharing the sockets.
-
-    Each process has its own listener, pool and hub (that is the scaling
-    model: see README). The parent only supervises: it forwards SIGTERM and
-    SIGINT, restarts a child that dies on its own, and exits when all have.
-    """
-    url = _url(settings.host, sockets[0].getsockname()[1])
-    if n == 1:
-        return asyncio.run(_serve(settings, dsn, sockets, seed=seed, url=url))
-    announce(settings, url)
-    children: dict[int, int] = {}
-    stopping = False
-
-    def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:  # child: serve, then leave without the parent's atexit hooks
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            code = 1
-            try:
-                code = asyncio.run(_serve(settings, dsn, sockets, seed=seed and index == 0, url=None))
-            finally:
-                os._exit(code)
-        children[pid] = index
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    for index in range(n):
-        spawn(index)
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    while children:
-        try:
-            pid, code = os.wait()
-        except ChildProcessError:
-            break
-        index = children.pop(pid, None)
-        if index is None:
-            continue
-        if code != 0:
-            status = 1
-            if not stopping:
-                log.error("server process %d exited (status %d); starting another", pid, code)
-                spawn(index)
-    return 0 if stopping else status
+    return run(settings.dsn, seed=False)
 
 
 async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, seed: bool,
-                 url: str | None) -> int:
+                 on_listening: Callable[[], None] | None) -> int:
     server = Server(settings, dsn, seed=seed)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -252,8 +208,8 @@ async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, 
         loop.add_signal_handler(sig, stopping.set)
     await server.start(sockets)
     quiet_collector()
-    if url is not None:
-        announce(settings, url)
+    if on_listening is not None:
+        on_listening()
     await stopping.wait()
     log.info("shutting down")
     await server.stop()
@@ -261,29 +217,5 @@ async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, 
     return 0
 
 
-def quiet_collector() -> None:
-    """Keep full garbage collections off the fan-out's latency.
-
-    Everything alive after start-up (modules, the app, the pool) is moved out
-    of the collector's view, and full collections run ten times less often
-    (the thresholds' first value counts allocations). Measured in the paced
-    benchmark: full collections of 75-100 ms every few seconds were the p99
-    (bench/RESULTS.md).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-
-
 def _url(host: str, port: int) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-
-
-def announce(settings: Settings, url: str) -> None:
-    """Tell a developer where to look; with the development secret, hand
-    them a ready admin token (the secret never leaves the data folder)."""
-    print(f"tornado_sse listening on {url}", file=sys.stderr, flush=True)
-    if settings.jwt_secret is None and settings.jwt_public_key is None:
-        token = issue_token(signing_secret(settings), role="admin", ttl=12 * 3600)
-        print(f"admin token (12 h, development secret): {token}", file=sys.stderr)
-        print(f"calendar: {url}/?token={token}", file=sys.stderr, flush=True)

@@ -1,5 +1,9 @@
 """One validated, immutable settings object, built from flags and environment.
 
+:class:`Settings` is what a server runs with; :class:`Command` is which
+command the user asked for and that command's own arguments (``token``'s
+role, ``simulate``'s rate), kept apart so the server never sees them.
+
 Every option is a flag and a ``TORNADO_SSE_*`` environment variable (plus
 ``DATABASE_URL`` for the DSN); a flag wins over the environment, the
 environment over the default. All values are validated here, once, so the
@@ -32,7 +36,6 @@ class Settings:
     """What the server runs with. Units are in the names or the docs; 0 means
     "no limit" where a limit is optional."""
 
-    command: str = "serve"
     host: str = "127.0.0.1"
     port: int = 8888
     dsn: str | None = None  # None: start the embedded PostgreSQL
@@ -52,18 +55,14 @@ class Settings:
     poll_timeout: float = 25.0  # default long-poll wait, seconds (max 60)
     max_buffer: int = 1024 * 1024  # bytes a stream may have unsent before it is cut
     window: int = 10000  # recent events kept in memory for resumes
+    window_bytes: int = 64 * 1024 * 1024  # ... and at most this many bytes of them
     cors_origins: tuple[str, ...] = ()
     retention: float = 7.0  # days of events kept for replay
     processes: int = 1  # 0 = one per core
-    pool_size: int = 10  # database connections per process
+    pool_size: int = 10  # database connections per process for requests
+    db_lock_timeout: float = 3.0  # seconds a write waits for a row lock (0: no limit)
+    db_statement_timeout: float = 10.0  # seconds a write or snapshot statement may run (0: no limit)
     log_level: str = "info"
-    # Subcommand arguments.
-    role: str = "admin"
-    staff_id: int | None = None
-    ttl: int = 3600
-    rate: float = 5.0
-    duration: float = 60.0
-    extra: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -72,6 +71,22 @@ class Settings:
     def embedded(self) -> bool:
         """True when the server manages its own PostgreSQL."""
         return self.dsn is None
+
+
+@dataclass(frozen=True)
+class Command:
+    """The command asked for and its own arguments."""
+
+    name: str = "serve"
+    role: str = "admin"  # token
+    staff_id: int | None = None  # token
+    ttl: int = 3600  # token, seconds
+    rate: float = 5.0  # simulate, changes per second
+    duration: float = 60.0  # simulate, seconds
+    extra: tuple[str, ...] = ()  # psql's own arguments
+
+    def __post_init__(self) -> None:
+        _validate_command(self)
 
 
 # name, parser, help. The flag is --name-with-dashes, the variable
@@ -119,11 +134,14 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("wc_stream_timeout", _float, "seconds limit of the WooCommerce SSE routes (0: no limit)"),
     ("poll_timeout", _float, "default long-poll wait, seconds (at most 60)"),
     ("max_buffer", _int, "unsent bytes a stream may hold before it is cut (it resumes)"),
-    ("window", _int, "recent events kept in memory so resumes need no query"),
+    ("window", _int, "recent events kept in memory so resumes need no query (0: none)"),
+    ("window_bytes", _int, "at most this many bytes of them (0: no byte limit)"),
     ("cors_origins", _csv, "comma list of origins allowed to read cross-origin"),
     ("retention", _float, "days of events kept for replay"),
     ("processes", _int, "server processes sharing the port (0: one per core)"),
-    ("pool_size", _int, "database connections per server process"),
+    ("pool_size", _int, "database connections per server process for requests (the listener has its own)"),
+    ("db_lock_timeout", _float, "seconds a write waits for a row lock before 503 (0: no limit)"),
+    ("db_statement_timeout", _float, "seconds a write or snapshot statement may run before 503 (0: no limit)"),
     ("log_level", _str, "debug, info, warning or error"),
 ]
 
@@ -135,7 +153,7 @@ _SUBCOMMAND_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("duration", _float, "simulate: seconds to run"),
 ]
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+_DEFAULTS = {f.name: f.default for f in (*dataclasses.fields(Settings), *dataclasses.fields(Command))}
 
 
 def env_name(name: str) -> str:
@@ -170,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load(argv: Sequence[str] | None = None,
-         environ: Mapping[str, str] | None = None) -> Settings:
-    """Parse flags and environment into validated :class:`Settings`.
+         environ: Mapping[str, str] | None = None) -> tuple[Command, Settings]:
+    """Parse flags and environment into a validated :class:`Command` and
+    :class:`Settings`.
 
     Raises :class:`SettingsError` for a bad value; argparse itself exits 2
     for an unknown flag or command.
@@ -183,7 +202,7 @@ def load(argv: Sequence[str] | None = None,
         parser.error("unrecognized arguments: " + " ".join(unknown))  # exits 2
     if unknown[:1] == ["--"]:
         unknown = unknown[1:]
-    values: dict[str, Any] = {"command": ns.command, "extra": tuple(unknown)}
+    values: dict[str, Any] = {}
     for name, parse, _ in _OPTIONS + _SUBCOMMAND_OPTIONS:
         raw: str | None = getattr(ns, name)
         source = "--" + name.replace("_", "-")
@@ -199,7 +218,12 @@ def load(argv: Sequence[str] | None = None,
             values[name] = parse(raw)
         except ValueError:
             raise SettingsError(f"{source}: {raw!r} is not a valid value") from None
-    return Settings(**values)
+    server = {k: v for k, v in values.items() if k in _SERVER_FIELDS}
+    command = {k: v for k, v in values.items() if k not in _SERVER_FIELDS}
+    return Command(name=ns.command, extra=tuple(unknown), **command), Settings(**server)
+
+
+_SERVER_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings))
 
 
 def _validate(s: Settings) -> None:
@@ -215,15 +239,16 @@ def _validate(s: Settings) -> None:
             raise bad(name, "must not be negative")
     if s.keepalive == 0:
         raise bad("keepalive", "must be more than 0 seconds")
-    for name in ("retry", "max_events", "wc_max_events", "processes", "ttl"):
+    for name in ("retry", "max_events", "wc_max_events", "processes"):
         if getattr(s, name) < 0:
             raise bad(name, "must not be negative")
     if not 0 < s.poll_timeout <= 60:
         raise bad("poll_timeout", "must be more than 0 and at most 60 seconds")
     if s.max_buffer < 4096:
         raise bad("max_buffer", "must be at least 4096 bytes")
-    if s.window < 0:
-        raise bad("window", "must not be negative")
+    for name in ("window", "window_bytes", "db_lock_timeout", "db_statement_timeout"):
+        if getattr(s, name) < 0:
+            raise bad(name, "must not be negative")
     if s.retention <= 0:
         raise bad("retention", "must be more than 0 days")
     if s.pool_size < 1:
@@ -251,14 +276,26 @@ def _validate(s: Settings) -> None:
     for origin in s.cors_origins:
         if origin == "*" or "://" not in origin:
             raise bad("cors_origins", f"{origin!r} is not an origin like https://example.com")
-    if s.role not in ("admin", "staff"):
-        raise bad("role", "must be admin or staff")
-    if s.role == "staff" and s.command == "token" and s.staff_id is None:
-        raise bad("staff_id", "a staff token needs --staff-id")
-    if s.rate <= 0:
-        raise bad("rate", "must be more than 0")
-    if s.duration <= 0:
-        raise bad("duration", "must be more than 0")
     if s.dsn is not None and not (s.dsn.startswith("postgres://") or s.dsn.startswith("postgresql://")
                                   or "=" in s.dsn):
         raise bad("dsn", "is not a PostgreSQL URL (postgresql://...) or key=value string")
+
+
+def _validate_command(c: Command) -> None:
+    """Reject command arguments that cannot work, naming the option."""
+
+    def bad(name: str, why: str) -> SettingsError:
+        return SettingsError(f"--{name.replace('_', '-')}: {why}")
+
+    if c.name not in COMMANDS:
+        raise SettingsError(f"{c.name!r} is not a command ({', '.join(COMMANDS)})")
+    if c.role not in ("admin", "staff"):
+        raise bad("role", "must be admin or staff")
+    if c.role == "staff" and c.name == "token" and c.staff_id is None:
+        raise bad("staff_id", "a staff token needs --staff-id")
+    if c.ttl < 0:
+        raise bad("ttl", "must not be negative")
+    if c.rate <= 0:
+        raise bad("rate", "must be more than 0")
+    if c.duration <= 0:
+        raise bad("duration", "must be more than 0")

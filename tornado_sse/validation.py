@@ -59,7 +59,7 @@ def _id_list(value: Any) -> list[int]:
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        if value not in options:
+        if not isinstance(value, str) or value not in options:
             raise Invalid("must be one of " + ", ".join(options))
         return value
     return check

@@ -8,32 +8,55 @@ the stream.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from typing import Any, Callable
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
+from tornado.iostream import StreamClosedError
 
-from .. import records
+from .. import calendar_rows as rows
 from ..auth import Principal
+from ..context import Context
 from ..errors import ApiError, forbidden, invalid_params
 from ..validation import Invalid, appointment_columns, availability_columns, parse_time
 from .base import BaseHandler
+
+log = logging.getLogger("tornado_sse.api")
 
 #: Without start/end a snapshot covers this window around now.
 DEFAULT_BEFORE = dt.timedelta(days=7)
 DEFAULT_SPAN = dt.timedelta(days=35)
 #: A longer range is refused rather than answered slowly.
 MAX_SPAN = dt.timedelta(days=400)
+#: Seconds a snapshot client may take to accept one page before it is cut:
+#: a client that does not read must not hold a database connection (or a
+#: growing buffer) for long.
+PAGE_SEND_TIMEOUT = 10.0
 
 _CONSTRAINT_FIELDS = {"appointments_end_after_start": "end"}
+
+T = TypeVar("T")
 
 
 class ResourceHandler(BaseHandler):
     """What the collection and item handlers of both resources share."""
 
-    table: records.Table
+    table: rows.Table
     columns: Callable[..., dict[str, Any]]
+
+    def initialize(self, ctx: Context) -> None:
+        super().initialize(ctx)
+        self._write: asyncio.Future[Any] | None = None
+        self.gone = False
+
+    @property
+    def limits(self) -> rows.Limits:
+        s = self.ctx.settings
+        return rows.Limits(lock_timeout=s.db_lock_timeout, statement_timeout=s.db_statement_timeout)
 
     def json_body(self) -> Any:
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -43,7 +66,7 @@ class ResourceHandler(BaseHandler):
             raise ApiError(415, "rest_invalid_content_type", "Send the body as application/json.")
         try:
             return json.loads(self.request.body or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise invalid_params({"body": "The body is not valid JSON."}) from None
 
     def admin(self) -> Principal:
@@ -58,28 +81,70 @@ class ResourceHandler(BaseHandler):
         self.check(errors)
         return values
 
-    async def write_through(self, op: Any) -> dict[str, Any] | None:
-        """Run a write; constraint violations become a 400 naming the field."""
+    async def write_through(self, op: Awaitable[T]) -> T:
+        """Run a write; constraint violations become a 400 naming the field.
+
+        The write is cancelled if the client goes away first: psycopg then
+        cancels the statement in the server and the transaction rolls back,
+        so a write nobody waits for is never committed later (issue 12).
+        """
+        task: asyncio.Future[T] = asyncio.ensure_future(op)
+        self._write = task
         try:
-            return await op
+            return await task
+        except asyncio.CancelledError:
+            if not self.gone:
+                raise
+            raise ApiError(499, "rest_client_closed", "The client closed the connection.") from None
         except psycopg.errors.CheckViolation as exc:
             name = exc.diag.constraint_name or ""
             field = _CONSTRAINT_FIELDS.get(name, "body")
             raise invalid_params({field: f"{field} violates {name or 'a constraint'}."}) from None
+        except psycopg.errors.NumericValueOutOfRange:
+            raise invalid_params({"body": "a number is out of range."}) from None
 
-    async def snapshot(self, key: str, where: list[str], params: list[Any]) -> None:
-        """Answer with the rows matching ``where`` and the snapshot's last event id."""
-        rows, last_id = await records.snapshot(self.ctx.pool, self.table, where, params)
+    def on_connection_close(self) -> None:
+        self.gone = True
+        if self._write is not None and not self._write.done():
+            self._write.cancel()
+
+    async def snapshot(self, key: str, snapshot: rows.Snapshot) -> None:
+        """Stream the snapshot's rows as ``{key: [...], "last_event_id": N}``.
+
+        Page by page: server memory stays at one page whatever the range,
+        and a client that stops reading is cut after ``PAGE_SEND_TIMEOUT``.
+        An error before the first page is a clean JSON error; after it, the
+        connection is dropped (the body is visibly incomplete).
+        """
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(f'{{"{key}":{rows},"last_event_id":{last_id}}}')
+        async with snapshot:
+            prefix = f'{{"{key}":['
+            async for page in snapshot.pages():
+                self.write(prefix + ",".join(page))
+                prefix = ","
+                try:
+                    await asyncio.wait_for(self.flush(), PAGE_SEND_TIMEOUT)
+                except (StreamClosedError, asyncio.TimeoutError):
+                    log.info("snapshot client too slow or gone; cut after %s", key)
+                    self._abort()
+                    return
+            if prefix != ",":
+                self.write(prefix)
+            last_id = snapshot.last_event_id
+        self.finish(f'],"last_event_id":{last_id}}}')
+
+    def _abort(self) -> None:
+        """Drop the connection mid-body; nothing more is written."""
+        self.request.connection.close()  # type: ignore[union-attr]
+        self._finished = True
 
     def not_found(self, row_id: int) -> ApiError:
-        return ApiError(404, "rest_invalid_id", f"No {self.table.name[:-1]} with id {row_id}.")
+        return ApiError(404, "rest_invalid_id", f"No {self.table.singular} with id {row_id}.")
 
 
 class AppointmentsHandler(ResourceHandler):
-    table = records.APPOINTMENTS
+    table = rows.APPOINTMENTS
     columns = staticmethod(appointment_columns)
 
     async def get(self) -> None:
@@ -88,34 +153,29 @@ class AppointmentsHandler(ResourceHandler):
         start, end = self._time_arg("start", errors), self._time_arg("end", errors)
         staff_id = self.int_arg("staff_id", errors, minimum=1)
         product_id = self.int_arg("product_id", errors, minimum=1)
-        if start is None:
-            start = (end or dt.datetime.now(dt.timezone.utc)) - (DEFAULT_SPAN if end else DEFAULT_BEFORE)
-        if end is None:
-            end = start + DEFAULT_SPAN
-        if end < start:
-            errors["end"] = "end must not be before start."
-        elif end - start > MAX_SPAN:
-            errors["end"] = f"the range may span at most {MAX_SPAN.days} days."
+        try:
+            if start is None:
+                start = (end or dt.datetime.now(dt.timezone.utc)) - (DEFAULT_SPAN if end else DEFAULT_BEFORE)
+            if end is None:
+                end = start + DEFAULT_SPAN
+        except OverflowError:
+            errors["start" if start is None else "end"] = "is out of range."
+        if start is not None and end is not None and not errors:
+            if end < start:
+                errors["end"] = "end must not be before start."
+            elif end - start > MAX_SPAN:
+                errors["end"] = f"the range may span at most {MAX_SPAN.days} days."
         self.check(errors)
-        # Trashed appointments are gone from a calendar's point of view.
-        where = ["t.start_at < %s", "t.end_at > %s", "t.status <> 'trash'"]
-        params: list[Any] = [end, start]
-        if principal.audience_staff_id is not None:  # staff see their own only
-            where.append("%s = ANY(t.staff_ids)")
-            params.append(principal.audience_staff_id)
-        if staff_id is not None:
-            where.append("%s = ANY(t.staff_ids)")
-            params.append(staff_id)
-        if product_id is not None:
-            where.append("t.product_id = %s")
-            params.append(product_id)
-        await self.snapshot("appointments", where, params)
+        assert start is not None and end is not None
+        rng = rows.AppointmentRange(start=start, end=end, audience_staff_id=principal.audience_staff_id,
+                                    staff_id=staff_id, product_id=product_id)
+        await self.snapshot("appointments", rows.appointments(self.ctx.pool, rng, self.limits))
 
     async def post(self) -> None:
         self.admin()
         values = self.values(partial=False)
         values.setdefault("status", "confirmed")
-        row = await self.write_through(records.insert(self.ctx.pool, self.table, values))
+        row = await self.write_through(rows.insert(self.ctx.pool, self.table, values, self.limits))
         self.write_json(row, 201)
 
     def _time_arg(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
@@ -130,7 +190,7 @@ class AppointmentsHandler(ResourceHandler):
 
 
 class AvailabilitiesHandler(ResourceHandler):
-    table = records.AVAILABILITIES
+    table = rows.AVAILABILITIES
     columns = staticmethod(availability_columns)
 
     async def get(self) -> None:
@@ -139,20 +199,13 @@ class AvailabilitiesHandler(ResourceHandler):
         staff_id = self.int_arg("staff_id", errors, minimum=1)
         product_id = self.int_arg("product_id", errors, minimum=1)
         self.check(errors)
-        where: list[str] = []
-        params: list[Any] = []
-        if staff_id is not None:
-            where.append("(t.scope <> 'staff' OR t.staff_id = %s)")
-            params.append(staff_id)
-        if product_id is not None:
-            where.append("(t.scope <> 'product' OR t.product_id = %s)")
-            params.append(product_id)
-        await self.snapshot("availabilities", where, params)
+        scope = rows.AvailabilityScope(staff_id=staff_id, product_id=product_id)
+        await self.snapshot("availabilities", rows.availabilities(self.ctx.pool, scope, self.limits))
 
     async def post(self) -> None:
         self.admin()
         row = await self.write_through(
-            records.insert(self.ctx.pool, self.table, self.values(partial=False)))
+            rows.insert(self.ctx.pool, self.table, self.values(partial=False), self.limits))
         self.write_json(row, 201)
 
 
@@ -162,7 +215,8 @@ class ItemHandler(ResourceHandler):
     async def patch(self, row_id: str) -> None:
         self.admin()
         values = self.values(partial=True)
-        row = await self.write_through(records.update(self.ctx.pool, self.table, int(row_id), values))
+        row = await self.write_through(
+            rows.update(self.ctx.pool, self.table, int(row_id), values, self.limits))
         if row is None:
             raise self.not_found(int(row_id))
         self.write_json(row)
@@ -172,18 +226,18 @@ class ItemHandler(ResourceHandler):
         force = self.get_query_argument("force", "false").lower()
         if force not in ("true", "false", "1", "0"):
             raise invalid_params({"force": "force must be true or false."})
-        row = await records.delete(self.ctx.pool, self.table, int(row_id),
-                                   force=force in ("true", "1"))
+        row = await self.write_through(rows.delete(self.ctx.pool, self.table, int(row_id),
+                                                   force=force in ("true", "1"), limits=self.limits))
         if row is None:
             raise self.not_found(int(row_id))
         self.write_json(row)
 
 
 class AppointmentHandler(ItemHandler):
-    table = records.APPOINTMENTS
+    table = rows.APPOINTMENTS
     columns = staticmethod(appointment_columns)
 
 
 class AvailabilityHandler(ItemHandler):
-    table = records.AVAILABILITIES
+    table = rows.AVAILABILITIES
     columns = staticmethod(availability_columns)

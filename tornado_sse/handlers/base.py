@@ -17,13 +17,27 @@ from psycopg_pool import PoolTimeout
 from tornado.web import HTTPError, RequestHandler
 
 from ..auth import redact
-from ..errors import ApiError, invalid_params, unavailable
+from ..errors import ApiError, busy, invalid_params, unavailable
 
 if TYPE_CHECKING:
     from ..context import Context
     from ..auth import Principal
 
 log = logging.getLogger("tornado_sse.http")
+
+#: Database errors that mean "answering, but not in time" (SPEC §7).
+_BUSY = (PoolTimeout, psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+
+
+def database_error(exc: Exception) -> ApiError | None:
+    """The 503 a database failure becomes, saying whether it is busy or
+    unreachable; None for anything else (a bug: 500)."""
+    if isinstance(exc, _BUSY):
+        return busy()
+    if isinstance(exc, psycopg.OperationalError):
+        return unavailable()
+    return None
+
 
 _TORNADO_CODES = {404: "rest_no_route", 405: "rest_no_route", 400: "rest_invalid_request"}
 
@@ -115,8 +129,8 @@ class BaseHandler(RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             error = exc
-        elif isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
-            error = unavailable()
+        elif isinstance(exc, Exception) and (db_error := database_error(exc)) is not None:
+            error = db_error
         elif isinstance(exc, HTTPError) or status_code < 500:
             error = ApiError(status_code, _TORNADO_CODES.get(status_code, "rest_error"),
                              self._reason)
@@ -125,6 +139,8 @@ class BaseHandler(RequestHandler):
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
+        if error.retry_after is not None:
+            self.set_header("Retry-After", str(error.retry_after))
         if error.status == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="tornado_sse"')
         self.finish(json.dumps(error.body(), separators=(",", ":")))
@@ -133,9 +149,11 @@ class BaseHandler(RequestHandler):
         if isinstance(value, (ApiError, HTTPError)):
             # Expected: the access log line says enough; no traceback.
             return
-        if isinstance(value, (psycopg.OperationalError, PoolTimeout)):
-            log.warning("database unavailable for %s %s: %s", self.request.method,
-                        redact(self.request.uri or ""), str(value).strip().splitlines()[:1])
+        if isinstance(value, Exception) and database_error(value) is not None:
+            first = str(value).strip().splitlines()
+            log.warning("database %s for %s %s: %s", "busy" if isinstance(value, _BUSY) else "unavailable",
+                        self.request.method, redact(self.request.uri or ""),
+                        first[0] if first else type(value).__name__)
             return
         # Tornado's own version prints the request with its URI and headers,
         # which may carry a token (SPEC §4: never in logs).

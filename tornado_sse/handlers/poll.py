@@ -70,7 +70,7 @@ class PollWaiter:
 
 
 class PollHandler(BaseHandler):
-    def initialize(self, ctx: Context, route: str = "poll") -> None:  # type: ignore[override]
+    def initialize(self, ctx: Context, route: str = "poll") -> None:
         super().initialize(ctx)
         self.route = route
         self.waiter: PollWaiter | None = None

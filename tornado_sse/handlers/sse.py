@@ -30,7 +30,7 @@ log = logging.getLogger("tornado_sse.sse")
 class SSEHandler(BaseHandler):
     """One event stream per request."""
 
-    def initialize(self, ctx: Context, route: str = "sse",  # type: ignore[override]
+    def initialize(self, ctx: Context, route: str = "sse",
                    max_events: int = 0, stream_timeout: float = 0.0) -> None:
         super().initialize(ctx)
         self.route = route
