@@ -2,7 +2,7 @@
 commit-time ids (sql/002_commit_time_ids.sql), measured with pgbench.
 
 On a fresh embedded PostgreSQL (deleted afterwards), 8 clients, one INSERT
-per transaction, for --secs each:
+per transaction, --rounds x --secs each (interleaved, medians):
 
   (a) plain:  a copy of ``appointments`` (same columns and indexes), no triggers
   (b) notify: that copy with one NOTIFY per insert and nothing else
@@ -14,7 +14,7 @@ after updating one appointment (for --hold seconds, then it commits), on
 the 001-only database and on the 001 + 002 one. Under 001 every booking
 waits for that transaction; under 002 none should.
 
-Usage, from the repository root: ``python bench/writes.py`` (about 90 s).
+Usage, from the repository root: ``python bench/writes.py`` (about 2 minutes).
 Prints a Markdown section for bench/RESULTS.md. Imports nothing from tests/.
 """
 
@@ -132,9 +132,11 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
-def held_open(dsn: str, hold: float, clients: int, workdir: Path, name: str) -> dict[str, Any]:
-    """Booking latencies while another session holds a transaction open
-    after updating one appointment, for ``hold`` seconds."""
+def held_open(dsn: str, hold: float, secs: float, clients: int, workdir: Path,
+              name: str) -> dict[str, Any]:
+    """Booking latencies for ``secs`` while another session holds a
+    transaction open after updating one appointment, for ``hold`` seconds
+    (0: it commits at once, the baseline)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("INSERT INTO appointments (start_at, end_at) VALUES (now(), now())"
                            " RETURNING id").fetchone()
@@ -142,11 +144,15 @@ def held_open(dsn: str, hold: float, clients: int, workdir: Path, name: str) -> 
     holder = psycopg.connect(dsn)
     holder.execute("UPDATE appointments SET status = 'paid' WHERE id = %s", (row[0],))
     timer = threading.Timer(hold, holder.commit)
-    timer.start()
+    if hold > 0:
+        timer.start()
+    else:
+        holder.commit()
     try:
-        result = pgbench(dsn, "appointments", hold, clients, workdir, latency_log=name)
+        result = pgbench(dsn, "appointments", secs, clients, workdir, latency_log=name)
     finally:
-        timer.join()
+        if hold > 0:
+            timer.join()
         holder.close()
     lat = result["latencies_ms"]
     result.update(p50=statistics.median(lat) if lat else float("nan"),
@@ -156,9 +162,9 @@ def held_open(dsn: str, hold: float, clients: int, workdir: Path, name: str) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--secs", type=float, default=15, help="seconds per throughput run")
+    parser.add_argument("--secs", type=float, default=5, help="seconds per throughput run")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians")
     parser.add_argument("--hold", type=float, default=5,
                         help="seconds the other session keeps its transaction open")
     args = parser.parse_args(argv)
@@ -174,6 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         migrate_upto(before, "001_schema.sql", workdir)
         after = cluster.database("after")
         migrate(after)
+        # Diagnostic: 002 without its replay indexes, to tell their cost on
+        # the (serialised) event insert from the cost of the deferral.
+        bare = cluster.database("after_without_indexes")
+        migrate(bare)
+        with psycopg.connect(bare, autocommit=True) as conn:
+            for (name,) in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'sse_events'"
+                    " AND indexname <> ALL('{sse_events_pkey,sse_events_created_at_idx}')").fetchall():
+                conn.execute(f'DROP INDEX "{name}"')  # type: ignore[arg-type]
         with psycopg.connect(after, autocommit=True) as conn:
             for copy in ("appointments_plain", "appointments_notify"):
                 conn.execute(f"CREATE TABLE {copy} (LIKE appointments INCLUDING ALL)")  # type: ignore[arg-type]
@@ -183,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             ("(a) plain copy of appointments, no triggers", after, "appointments_plain"),
             ("(b) the copy with one NOTIFY per insert", after, "appointments_notify"),
             ("(c) appointments, event triggers, 001 only (before)", before, "appointments"),
-            ("(d) appointments, event triggers, 001 + 002 (after)", after, "appointments"))
+            ("(d) appointments, event triggers, 001 + 002 (after)", after, "appointments"),
+            ("(e) diagnostic: (d) without 002's replay indexes", bare, "appointments"))
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in variants}
         for rnd in range(1, args.rounds + 1):  # interleaved, so load from others hits all
             for label, dsn, table in variants:
@@ -193,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
                 runs[label].append(r)
 
         held: list[tuple[str, dict[str, Any]]] = []
-        for label, dsn, name in (("001 only (before)", before, "held_before"),
-                                 ("001 + 002 (after)", after, "held_after")):
-            log(f"bookings while a transaction stays open {args.hold:g} s, {label} ...")
-            r = held_open(dsn, args.hold, args.clients, workdir, name)
+        for label, dsn, name, hold in (
+                ("001 only (before)", before, "held_before", args.hold),
+                ("001 + 002 (after)", after, "held_after", args.hold),
+                ("001 + 002, baseline: no transaction held open", after, "baseline_after", 0.0)):
+            log(f"bookings, {label} ...")
+            r = held_open(dsn, hold, args.hold, args.clients, workdir, name)
             log(f"  {r['transactions']} bookings, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
             held.append((label, r))
     finally:
@@ -230,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     out += [
         "",
         f"Bookings ({args.clients} pgbench clients, -T {args.hold:g}) while another session has"
-        f" updated one appointment and keeps its transaction open for {args.hold:g} s:",
+        f" updated one appointment and keeps its transaction open for {args.hold:g} s"
+        " (latencies from pgbench -l):",
         "",
         "| schema | bookings | p50, ms | p99, ms | max, ms |",
         "|---|---|---|---|---|",
