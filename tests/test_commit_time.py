@@ -13,8 +13,9 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,6 +25,7 @@ from tests.fix_server import auth
 from tests.sse_client import open_stream
 from tests.txn_steps import Session
 from tornado_sse.migrate import migrate
+from tornado_sse.server import Server
 
 #: Generous for a loaded 2-core machine; under 001 each of these waited for
 #: as long as the open transaction stayed open.
@@ -39,7 +41,7 @@ def write_with_lock_timeout(dsn: str, sql: str, params: tuple[Any, ...] = (),
     for a lock, at its statement or at its commit."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (timeout,))
-        conn.execute(sql, params)  # type: ignore[arg-type]
+        conn.execute(sql, params)
 
 
 def event_rows(dsn: str, after: int = 0) -> list[tuple[Any, ...]]:
@@ -73,7 +75,8 @@ async def booking(dsn: str, i: int, update_ids: list[int]) -> tuple[int, float]:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_open_transaction_delays_no_other_booking_nor_its_event(make_server, db):
+async def test_open_transaction_delays_no_other_booking_nor_its_event(
+        make_server: Callable[..., Awaitable[Server]], db: str) -> None:
     """BEGIN; UPDATE one appointment; hold 10 s: 20 other bookings commit
     within 1 s each and reach an open stream within 2 s; the held change,
     committed afterwards, gets a higher id than all of them."""
@@ -101,7 +104,7 @@ async def test_open_transaction_delays_no_other_booking_nor_its_event(make_serve
         for i in range(20):
             aid, took = await asyncio.wait_for(booking(db, i, others), 10)
             assert took < BOOKING_BOUND, f"booking {i} took {took:.2f} s"
-            [(eid, topic, rid, _)] = event_rows(db, max(seen, default=11))
+            [(eid, _topic, rid, _)] = event_rows(db, max(seen, default=11))
             assert rid == aid
             message = await stream.next(timeout=STREAM_BOUND)
             assert (message.json()["id"], message.json()["resource_id"]) == (eid, aid)
@@ -122,7 +125,8 @@ async def test_open_transaction_delays_no_other_booking_nor_its_event(make_serve
     stream.close()
 
 
-def test_control_under_001_an_open_transaction_blocks_other_bookings(schema_db):
+def test_control_under_001_an_open_transaction_blocks_other_bookings(
+        schema_db: Callable[[str], str]) -> None:
     """The check above can fail: with 001's immediate triggers, a booking
     waits for the open transaction (here it gives up at a 1 s lock_timeout)."""
     dsn = schema_db("001_schema.sql")
@@ -187,7 +191,7 @@ def test_deadlock_interleaving_of_the_old_design_now_only_waits(db: str) -> None
                        ("appointment.updated", 1)]
 
 
-def test_control_under_001_the_interleaving_deadlocks(schema_db) -> None:
+def test_control_under_001_the_interleaving_deadlocks(schema_db: Callable[[str], str]) -> None:
     dsn = schema_db("001_schema.sql")
     errors, written, _ = play_deadlock_interleaving(dsn)
     assert [type(e) for e in errors] == [psycopg.errors.DeadlockDetected]
@@ -298,7 +302,8 @@ def test_ids_drawn_at_commit_still_become_visible_in_commit_order(db: str) -> No
     assert committed_below_cursor(seen_early, seen_late) == set()
 
 
-def test_control_without_the_event_lock_the_commit_race_loses_an_event(schema_db) -> None:
+def test_control_without_the_event_lock_the_commit_race_loses_an_event(
+        schema_db: Callable[[str], str]) -> None:
     """The same race with tornado_sse_next_event_id() drawing a bare
     nextval: B's id 3 is visible while A's 2 is still to come."""
     dsn = schema_db("002_commit_time_ids.sql")
@@ -318,7 +323,7 @@ def test_commit_order_holds_for_concurrent_writers_and_a_polling_reader(db: str)
 
     def read() -> None:
         nonlocal polls
-        cursor, seen = 0, set()
+        cursor, seen = 0, set[int]()
         with psycopg.connect(db, autocommit=True) as conn:
             while True:
                 done = stop.is_set()

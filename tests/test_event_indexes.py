@@ -10,7 +10,8 @@ walk of the log touches thousands, an index lookup a handful.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -49,7 +50,7 @@ def big_log(pg_dsn: str) -> Iterator[str]:
     with psycopg.connect(db) as conn:
         conn.execute("ALTER TABLE sse_events DISABLE TRIGGER sse_events_notify")
         try:
-            conn.execute(LOAD)  # type: ignore[arg-type]
+            conn.execute(LOAD)
         finally:
             conn.execute("ALTER TABLE sse_events ENABLE TRIGGER sse_events_notify")
         conn.commit()

@@ -9,8 +9,9 @@ deadlock, without sleeping for fixed times.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 
@@ -42,7 +43,7 @@ class Session:
             fn = sql
         else:
             def fn(conn: psycopg.Connection[Any]) -> object:
-                return conn.execute(sql, params)  # type: ignore[arg-type]
+                return conn.execute(sql, params)
         future = self._worker.submit(fn, self.conn)
         deadline = time.monotonic() + settle
         while not future.done() and time.monotonic() < deadline:
