@@ -88,7 +88,7 @@ def migrate_upto(dsn: str, last: str, workdir: Path) -> None:
     """Apply the migrations up to and including ``last`` (a deployment
     that has not seen the later ones)."""
     sql_dir = workdir / f"sql-upto-{last}"
-    sql_dir.mkdir()
+    sql_dir.mkdir(exist_ok=True)
     for path in migration_files():
         shutil.copy(path, sql_dir / path.name)
         if path.name == last:
