@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fix_db", "tests.fix_server", "tests.fix_browser"]
+pytest_plugins = ["tests.fix_db", "tests.fix_server", "tests.fix_browser", "tests.fix_migrations"]
 
 
 @pytest.fixture(scope="session", autouse=True)

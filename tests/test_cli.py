@@ -76,7 +76,8 @@ def test_migrate_says_nothing_is_pending_on_a_migrated_database(db: str) -> None
 def test_migrate_prints_each_file_it_applies(db: str) -> None:
     execute(db, "DELETE FROM tornado_sse_migrations")
     result = run_cli("--dsn", db, "migrate")
-    assert (result.returncode, result.stdout) == (0, "migrate: applied 001_schema.sql\n")
+    assert (result.returncode, result.stdout) == (
+        0, "migrate: applied 001_schema.sql\nmigrate: applied 002_commit_time_ids.sql\n")
 
 
 def test_psql_passes_its_arguments_through(db: str) -> None:

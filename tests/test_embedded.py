@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
+import psycopg
 import pytest
 
 from tests.cli_process import run_cli
@@ -50,7 +52,42 @@ def test_rows_survive_a_restart(data_dir: Path) -> None:
 
 def test_cli_migrate_on_embedded_database_is_remembered_and_stops_it(data_dir: Path) -> None:
     first = run_cli("--data-dir", str(data_dir), "migrate")
-    assert (first.returncode, first.stdout) == (0, "migrate: applied 001_schema.sql\n")
+    assert (first.returncode, first.stdout) == (
+        0, "migrate: applied 001_schema.sql\nmigrate: applied 002_commit_time_ids.sql\n")
     assert not (data_dir / "pgdata" / "postmaster.pid").exists(), "migrate left the server running"
     second = run_cli("migrate", "--data-dir", str(data_dir))
     assert (second.returncode, second.stdout) == (0, "migrate: nothing pending, the database is up to date\n")
+
+
+def test_a_session_forgotten_in_a_transaction_is_ended(data_dir: Path) -> None:
+    """issue 12: a psql session left in BEGIN holds its row locks; the
+    embedded database ends it after --embedded-idle-timeout seconds."""
+    server = EmbeddedPostgres(data_dir, idle_timeout=1)
+    dsn = server.start()
+    try:
+        assert execute(dsn, "SHOW idle_in_transaction_session_timeout") == [("1s",)]
+        with psycopg.connect(dsn) as forgotten:
+            forgotten.execute("SELECT 1")  # BEGIN, then nothing
+            time.sleep(2.5)
+            with pytest.raises((psycopg.errors.IdleInTransactionSessionTimeout,
+                                psycopg.OperationalError)):
+                forgotten.execute("SELECT 1")
+            assert forgotten.closed
+    finally:
+        server.stop()
+    # 0 turns it off, at the next start.
+    server = EmbeddedPostgres(data_dir, idle_timeout=0)
+    dsn = server.start()
+    try:
+        assert execute(dsn, "SHOW idle_in_transaction_session_timeout") == [("0",)]
+    finally:
+        server.stop()
+
+
+def test_embedded_idle_timeout_default_is_ten_minutes(data_dir: Path) -> None:
+    server = EmbeddedPostgres(data_dir)
+    dsn = server.start()
+    try:
+        assert execute(dsn, "SHOW idle_in_transaction_session_timeout") == [("10min",)]
+    finally:
+        server.stop()

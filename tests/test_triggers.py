@@ -6,6 +6,7 @@ assertions read ``sse_events`` back: the rows a listener would serve.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -267,13 +268,54 @@ def test_staff_rule_made_global_reaches_everyone(db: str) -> None:
 # -- NOTIFY -------------------------------------------------------------------
 
 
-def test_notify_sse_events_carries_the_new_event_id(db: str) -> None:
-    with psycopg.connect(db, autocommit=True) as listener:
+def notifications(dsn: str, changes: list[str], count: int) -> list[str]:
+    """The payloads of the ``count`` notifications that ``changes`` (each
+    committed on its own) send on ``sse_events``."""
+    with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN sse_events")
-        insert_appointment(db)
-        insert_appointment(db)
-        received = [n.payload for n in listener.notifies(timeout=2, stop_after=2)]
-    assert received == [str(e["id"]) for e in events(db)]
+        for sql in changes:
+            execute(dsn, sql)
+        return [n.payload for n in listener.notifies(timeout=2, stop_after=count)]
+
+
+def test_notify_carries_the_whole_event_as_compact_json_when_it_fits(db: str) -> None:
+    """SPEC §1: a notification may carry the event, so the listener needs no
+    query; the keys are the sse_events columns the listener reads."""
+    received = notifications(db, [
+        "INSERT INTO appointments (staff_ids, product_id, start_at, end_at)"
+        " VALUES ('{5,6}', 456, '2024-12-01T09:20Z', '2024-12-01T10:20Z')",
+        "INSERT INTO availabilities (scope, title) VALUES ('global', 'Opening \"hours\"')",
+    ], count=2)
+    rows = execute(db, "SELECT id, topic, resource, resource_id, payload::text, ts, staff_ids,"
+                       " product_ids, extract(epoch FROM created_at)::float8"
+                       " FROM sse_events ORDER BY id")
+    assert len(received) == len(rows) == 2
+    for text, (eid, topic, resource, rid, payload, ts, staff, products, created) in zip(received, rows):
+        assert json.loads(text) == {
+            "id": eid, "topic": topic, "resource": resource, "resource_id": rid,
+            "payload": json.loads(payload), "ts": ts, "staff_ids": staff,
+            "product_ids": products, "created_at": created,
+        }
+        # Compact: no whitespace but what the payload's own text carries,
+        # which is the payload::text a cursor read returns, byte for byte.
+        assert f',"payload":{payload},' in text
+        assert " " not in text.replace(payload, "")
+        assert len(text.encode()) < 7900
+    assert json.loads(received[1])["staff_ids"] is None  # a global rule: everyone
+
+
+def test_notify_of_an_event_too_large_for_a_notification_is_its_bare_id(db: str) -> None:
+    """Past 7,900 bytes the notification is the id alone, as under 001, and
+    the listener reads the event by cursor; the write itself succeeds."""
+    staff = "{" + ",".join(str(100000 + i) for i in range(1000)) + "}"
+    received = notifications(db, [
+        "INSERT INTO appointments (start_at, end_at) VALUES (now(), now())",
+        f"INSERT INTO appointments (staff_ids, start_at, end_at) VALUES ('{staff}', now(), now())",
+    ], count=2)
+    [[size]] = execute(db, "SELECT octet_length(payload::text) FROM sse_events WHERE id = 2")
+    assert size > 8000
+    assert received[0].startswith("{")
+    assert received[1] == "2"
 
 
 # -- retention ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger("tornado_sse.database")
 
@@ -50,8 +51,11 @@ class EmbeddedPostgres:
     does it at a moment we choose (after streams and pools are closed).
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, idle_timeout: float = 600.0) -> None:
         self.pgdata = (data_dir / "pgdata").resolve()
+        #: idle_in_transaction_session_timeout, seconds (0: off). A forgotten
+        #: psql session left in BEGIN holds its row locks until it ends.
+        self.idle_timeout = idle_timeout
         self._server: Any = None
 
     def start(self) -> str:
@@ -64,8 +68,22 @@ class EmbeddedPostgres:
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
             raise DatabaseError(f"embedded PostgreSQL did not start in {self.pgdata}: {exc}") from None
         dsn: str = self._server.get_uri()
+        self._configure(dsn)
         log.info("embedded PostgreSQL running, data in %s", self.pgdata)
         return dsn
+
+    def _configure(self, dsn: str) -> None:
+        """Apply our server settings; ALTER SYSTEM, because the package
+        starts the server with its own options. Set at every start, so a
+        changed setting takes effect at the next one."""
+        ms = round(self.idle_timeout * 1000)
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER SYSTEM SET idle_in_transaction_session_timeout = {}")
+                             .format(sql.Literal(ms)))
+                conn.execute("SELECT pg_reload_conf()")
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot configure the embedded PostgreSQL: {exc}") from None
 
     def stop(self) -> None:
         """Stop the server; the data stays for the next start."""

@@ -31,7 +31,7 @@ def database(settings: Settings) -> Iterator[str]:
         check_connection(settings.dsn)
         yield settings.dsn
         return
-    server = EmbeddedPostgres(settings.data_dir)
+    server = EmbeddedPostgres(settings.data_dir, idle_timeout=settings.embedded_idle_timeout)
     dsn = server.start()
     try:
         yield dsn

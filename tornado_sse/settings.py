@@ -62,6 +62,7 @@ class Settings:
     pool_size: int = 10  # database connections per process for requests
     db_lock_timeout: float = 3.0  # seconds a write waits for a row lock (0: no limit)
     db_statement_timeout: float = 10.0  # seconds a write or snapshot statement may run (0: no limit)
+    embedded_idle_timeout: float = 600.0  # seconds a transaction may idle in the embedded DB, 0 = off
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -142,6 +143,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("pool_size", _int, "database connections per server process for requests (the listener has its own)"),
     ("db_lock_timeout", _float, "seconds a write waits for a row lock before 503 (0: no limit)"),
     ("db_statement_timeout", _float, "seconds a write or snapshot statement may run before 503 (0: no limit)"),
+    ("embedded_idle_timeout", _float, "embedded PostgreSQL: end a session idle in a transaction this long, s (0: off)"),
     ("log_level", _str, "debug, info, warning or error"),
 ]
 
@@ -234,7 +236,8 @@ def _validate(s: Settings) -> None:
 
     if not 0 <= s.port <= 65535:
         raise bad("port", f"{s.port} is not a TCP port (0-65535)")
-    for name in ("keepalive", "stream_timeout", "wc_stream_timeout", "jwt_leeway"):
+    for name in ("keepalive", "stream_timeout", "wc_stream_timeout", "jwt_leeway",
+                 "embedded_idle_timeout"):
         if getattr(s, name) < 0:
             raise bad(name, "must not be negative")
     if s.keepalive == 0:
@@ -251,6 +254,8 @@ def _validate(s: Settings) -> None:
             raise bad(name, "must not be negative")
     if s.retention <= 0:
         raise bad("retention", "must be more than 0 days")
+    if not 0 <= s.embedded_idle_timeout <= 2_147_483:  # the server's limit: 2^31-1 ms
+        raise bad("embedded_idle_timeout", "must be 0 (off) to 2147483 seconds")
     if s.pool_size < 1:
         raise bad("pool_size", "must be at least 1")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
