@@ -22,7 +22,7 @@ import pytest
 
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import auth
-from tests.sse_client import open_stream
+from tornado_sse.testing.sse_client import open_stream
 from tests.txn_steps import Session
 from tornado_sse.migrate import migrate
 from tornado_sse.server import Server

@@ -54,8 +54,8 @@ async def test_exhausted_pool_answers_busy_while_live_events_and_healthz_carry_o
     """Every pooled connection is stuck behind a row lock; the listener has its
     own connections, so a change made elsewhere still streams at once and
     /healthz stays 200, while another request gets 503 busy, not a hang."""
-    server = await make_server(pool_size=1, db_lock_timeout=8.0)
     row = insert_appointment(db)
+    server = await make_server(pool_size=1, db_lock_timeout=8.0)  # starts live after that row
     stream = await open_stream(server.url + "/sse", auth())
     async with await psycopg.AsyncConnection.connect(db) as held:
         await held.execute("UPDATE appointments SET cost = 1 WHERE id = %s", (row,))
