@@ -285,6 +285,10 @@ def _url(host: str, port: int) -> str:
 def announce(settings: Settings, url: str) -> None:
     """Tell a developer where to look; with the development secret, hand
     them a ready admin token (the secret never leaves the data folder)."""
+    if settings.log_format == "json":
+        # For log shippers: a record, and no token (tokens never reach a log).
+        log.info("tornado_sse listening on %s", url)
+        return
     print(f"tornado_sse listening on {url}", file=sys.stderr, flush=True)
     if settings.jwt_secret is None and settings.jwt_public_key is None:
         token = issue_token(signing_secret(settings), role="admin", ttl=12 * 3600)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from tornado_sse import __version__
+
 COMMANDS = ("serve", "migrate", "psql", "token", "simulate")
 
 #: Algorithms the server may be configured with. ``none`` is never accepted.
@@ -57,6 +59,7 @@ class Settings:
     processes: int = 1  # 0 = one per core
     pool_size: int = 10  # database connections per process
     log_level: str = "info"
+    log_format: str = "text"  # text, or json: one object per line for log shippers
     # Subcommand arguments.
     role: str = "admin"
     staff_id: int | None = None
@@ -125,6 +128,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("processes", _int, "server processes sharing the port (0: one per core)"),
     ("pool_size", _int, "database connections per server process"),
     ("log_level", _str, "debug, info, warning or error"),
+    ("log_format", _str, "text, or json: one JSON object per line for log shippers"),
 ]
 
 _SUBCOMMAND_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
@@ -143,16 +147,17 @@ def env_name(name: str) -> str:
     return "TORNADO_SSE_" + name.upper()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line, shared by ``run.py`` and ``--help``."""
+def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
+    """The command line, shared by ``run.py``, ``tornado-sse`` and ``--help``."""
     parser = argparse.ArgumentParser(
-        prog="run.py",
+        prog=prog,
         # No prefix matching: psql's own --host/--port must not pass for ours.
         allow_abbrev=False,
         description="tornado_sse: PostgreSQL changes as Server-Sent Events and long-poll.",
         epilog="Every option can also be set by its environment variable; a flag wins. "
-               "psql passes every argument it does not know to psql: run.py psql -c 'select 1'.",
+               f"psql passes every argument it does not know to psql: {prog} psql -c 'select 1'.",
     )
+    parser.add_argument("--version", action="version", version=f"tornado_sse {__version__}")
     parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
                         help="serve (default), migrate, psql, token or simulate")
     for title, options in (("server", _OPTIONS), ("subcommands", _SUBCOMMAND_OPTIONS)):
@@ -170,14 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load(argv: Sequence[str] | None = None,
-         environ: Mapping[str, str] | None = None) -> Settings:
+         environ: Mapping[str, str] | None = None, *, prog: str = "run.py") -> Settings:
     """Parse flags and environment into validated :class:`Settings`.
 
     Raises :class:`SettingsError` for a bad value; argparse itself exits 2
     for an unknown flag or command.
     """
     environ = os.environ if environ is None else environ
-    parser = build_parser()
+    parser = build_parser(prog)
     ns, unknown = parser.parse_known_args(argv)
     if unknown and ns.command != "psql":
         parser.error("unrecognized arguments: " + " ".join(unknown))  # exits 2
@@ -230,6 +235,8 @@ def _validate(s: Settings) -> None:
         raise bad("pool_size", "must be at least 1")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise bad("log_level", f"{s.log_level!r} is not debug, info, warning or error")
+    if s.log_format not in ("text", "json"):
+        raise bad("log_format", f"{s.log_format!r} is not text or json")
     if not s.jwt_algorithms:
         raise bad("jwt_algorithms", "needs at least one algorithm")
     for alg in s.jwt_algorithms:
