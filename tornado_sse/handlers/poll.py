@@ -38,16 +38,20 @@ class PollWaiter:
 
     encoding = Encoding.NONE
 
-    def __init__(self, flt: Filter, hub: Hub) -> None:
+    def __init__(self, flt: Filter, hub: Hub, cursor: int) -> None:
         self.filter = flt
         self._hub = hub
+        self.cursor = cursor
         self.scanned = hub.last_id
         self.future: asyncio.Future[Sequence[Event]] = asyncio.get_running_loop().create_future()
 
     def deliver(self, events: Sequence[Event], data: bytes) -> None:
-        if not self.future.done():
+        # Behind a load balancer the client's cursor may come from a server
+        # whose listener is ahead of ours: events up to it were answered there.
+        fresh = [e for e in events if e.id > self.cursor]
+        if fresh and not self.future.done():
             self.scanned = self._hub.last_id  # publish sets it before fan-out
-            self.future.set_result(list(events))
+            self.future.set_result(fresh)
 
     def close(self, reason: str) -> None:
         if not self.future.done():
@@ -76,7 +80,7 @@ class PollHandler(BaseHandler):
             self._answer([], hub.last_id)
             return
 
-        waiter = self.waiter = PollWaiter(query.filter, hub)
+        waiter = self.waiter = PollWaiter(query.filter, hub, query.cursor)
         hub.subscribe(waiter)  # same tick as the Replay: no gap, no duplicate
         replay = Replay(hub, self.ctx.pool, query.cursor)
         metrics = self.ctx.metrics
