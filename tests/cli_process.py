@@ -34,9 +34,11 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Comp
 
 
 @contextmanager
-def serving(*args: str, cwd: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def serving(*args: str, cwd: Path,
+            log: list[str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``run.py serve ARGS`` in a real process: yields it and its URL once it
-    listens; kills it afterwards if the test did not stop it."""
+    listens; kills it afterwards if the test did not stop it. Its stderr
+    lines after the start go to ``log`` when one is given."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], stderr=subprocess.PIPE,
                             text=True, env=clean_env(), cwd=cwd)
     assert proc.stderr is not None
@@ -48,7 +50,11 @@ def serving(*args: str, cwd: Path) -> Iterator[tuple[subprocess.Popen[str], str]
                 raise AssertionError(f"run.py did not start: {line!r}")
             line = proc.stderr.readline()
         # Keep reading stderr so the server never blocks on a full pipe.
-        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        if log is None:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+        else:
+            threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")),  # type: ignore[union-attr]
+                             daemon=True).start()
         yield proc, line.split()[-1]
     finally:
         if proc.poll() is None:
