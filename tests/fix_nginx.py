@@ -60,13 +60,14 @@ def site_config(upstreams: Sequence[int], listen: int) -> str:
     return _LISTEN.sub(rf"\g<1>listen 127.0.0.1:{listen};", text)
 
 
-def main_config(folder: Path, site: Path) -> str:
+def main_config(folder: Path, site: Path, connections: int = 1024) -> str:
     user = "user root;\n" if os.geteuid() == 0 else ""
     temp = "".join(f"    {kind}_temp_path {folder / kind};\n"
                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return (f"{user}daemon off;\nworker_processes 1;\npid {folder / 'nginx.pid'};\n"
             f"error_log {folder / 'error.log'} info;\n"
-            "events { worker_connections 1024; }\n"
+            f"worker_rlimit_nofile {2 * connections + 100};\n"
+            f"events {{ worker_connections {connections}; }}\n"
             "http {\n"
             # Which server answered each request, and what the ones tried said.
             "    log_format upstreams '$msec $request $status $body_bytes_sent"
@@ -76,15 +77,16 @@ def main_config(folder: Path, site: Path) -> str:
 
 
 @contextmanager
-def running_nginx(folder: Path, upstreams: Sequence[int]) -> Iterator[str]:
-    """nginx with the shipped site in front of ``upstreams``; yields its URL."""
+def running_nginx(folder: Path, upstreams: Sequence[int], connections: int = 1024) -> Iterator[str]:
+    """nginx with the shipped site in front of ``upstreams``; yields its URL.
+    Each stream takes two of its ``connections`` (client and upstream)."""
     binary = nginx_binary()
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     site = folder / "tornado_sse.conf"
     site.write_text(site_config(upstreams, port), encoding="utf-8")
     conf = folder / "nginx.conf"
-    conf.write_text(main_config(folder, site), encoding="utf-8")
+    conf.write_text(main_config(folder, site, connections), encoding="utf-8")
     proc = subprocess.Popen([binary, "-p", str(folder), "-e", str(folder / "error.log"),
                              "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
