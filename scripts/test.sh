@@ -9,11 +9,18 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 
-# The browser tests drive Debian's Chromium (no browser download). Install it
-# when missing and we may (root with apt); otherwise those tests skip and say so.
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-    || echo "test.sh: could not install chromium; browser tests will skip" >&2
+# The browser tests drive Debian's Chromium (no browser download), the
+# scale-out test Debian's nginx (tests/test_nginx.py). Install what is missing
+# when we may (root with apt); otherwise those tests skip and say so.
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq || true
+  for pkg in $missing; do
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null \
+      || echo "test.sh: could not install $pkg; the tests that need it will skip" >&2
+  done
 fi
 
 exec .venv/bin/python -m pytest "$@"

@@ -106,3 +106,16 @@ def own_pg(tmp_path: Path) -> Iterator[OwnPostgres]:
         yield pg
     finally:
         pg.cleanup()
+
+
+@pytest.fixture
+def empty_db(pg_server_dsn: str) -> Iterator[str]:
+    """A database of its own that was never migrated, dropped afterwards."""
+    name = "tsse_empty_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    try:
+        yield conninfo.make_conninfo(pg_server_dsn, dbname=name)
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]

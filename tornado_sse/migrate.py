@@ -1,4 +1,4 @@
-"""Apply the numbered SQL migrations in ``sql/``.
+"""Apply the numbered SQL migrations in ``sql/`` (``tornado_sse.sql`` when installed).
 
 Files named ``NNN_name.sql`` run in order, each once per database (recorded
 in ``tornado_sse_migrations``), inside one transaction that holds an advisory
@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 
 import psycopg
 
+from tornado_sse.sqlfiles import Traversable, sql_dir
+
 log = logging.getLogger("tornado_sse.migrate")
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = sql_dir()
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 # An arbitrary constant: the lock that serialises migrations across servers.
 _LOCK_KEY = 0x7453_5345_4D49  # "tSSEMI"
 
 
-def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+def migration_files(sql_dir: Traversable = SQL_DIR) -> list[Traversable]:
     """The migration files, in the order they apply."""
-    return sorted(p for p in sql_dir.iterdir() if _MIGRATION.match(p.name))
+    return sorted((p for p in sql_dir.iterdir() if _MIGRATION.match(p.name)), key=lambda p: p.name)
 
 
-def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
+def migrate(dsn: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
     """Apply pending migrations; return the names applied now."""
     applied: list[str] = []
     with psycopg.connect(dsn) as conn:

@@ -12,11 +12,11 @@ import logging
 
 import psycopg
 
-from tornado_sse.migrate import SQL_DIR
+from tornado_sse.sqlfiles import sql_file
 
 log = logging.getLogger("tornado_sse.seed")
 
-SEED_FILE = SQL_DIR / "seed.sql"
+SEED_FILE = sql_file("seed.sql")
 # An arbitrary constant: the lock that serialises seeding across servers.
 _LOCK_KEY = 0x7453_5345_5345  # "tSSESE"
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from tornado_sse import __version__
+
 COMMANDS = ("serve", "migrate", "psql", "token", "simulate")
 
 #: Algorithms the server may be configured with. ``none`` is never accepted.
@@ -64,6 +66,7 @@ class Settings:
     db_statement_timeout: float = 10.0  # seconds a write or snapshot statement may run (0: no limit)
     embedded_idle_timeout: float = 600.0  # seconds a transaction may idle in the embedded DB, 0 = off
     log_level: str = "info"
+    log_format: str = "text"  # text, or json: one object per line for log shippers
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -145,6 +148,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("db_statement_timeout", _float, "seconds a write or snapshot statement may run before 503 (0: no limit)"),
     ("embedded_idle_timeout", _float, "embedded PostgreSQL: end a session idle in a transaction this long, s (0: off)"),
     ("log_level", _str, "debug, info, warning or error"),
+    ("log_format", _str, "text, or json: one JSON object per line for log shippers"),
 ]
 
 _SUBCOMMAND_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
@@ -163,16 +167,17 @@ def env_name(name: str) -> str:
     return "TORNADO_SSE_" + name.upper()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line, shared by ``run.py`` and ``--help``."""
+def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
+    """The command line, shared by ``run.py``, ``tornado-sse`` and ``--help``."""
     parser = argparse.ArgumentParser(
-        prog="run.py",
+        prog=prog,
         # No prefix matching: psql's own --host/--port must not pass for ours.
         allow_abbrev=False,
         description="tornado_sse: PostgreSQL changes as Server-Sent Events and long-poll.",
         epilog="Every option can also be set by its environment variable; a flag wins. "
-               "psql passes every argument it does not know to psql: run.py psql -c 'select 1'.",
+               f"psql passes every argument it does not know to psql: {prog} psql -c 'select 1'.",
     )
+    parser.add_argument("--version", action="version", version=f"tornado_sse {__version__}")
     parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
                         help="serve (default), migrate, psql, token or simulate")
     for title, options in (("server", _OPTIONS), ("subcommands", _SUBCOMMAND_OPTIONS)):
@@ -190,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load(argv: Sequence[str] | None = None,
-         environ: Mapping[str, str] | None = None) -> tuple[Command, Settings]:
+         environ: Mapping[str, str] | None = None, *, prog: str = "run.py") -> tuple[Command, Settings]:
     """Parse flags and environment into a validated :class:`Command` and
     :class:`Settings`.
 
@@ -198,7 +203,7 @@ def load(argv: Sequence[str] | None = None,
     for an unknown flag or command.
     """
     environ = os.environ if environ is None else environ
-    parser = build_parser()
+    parser = build_parser(prog)
     ns, unknown = parser.parse_known_args(argv)
     if unknown and ns.command != "psql":
         parser.error("unrecognized arguments: " + " ".join(unknown))  # exits 2
@@ -260,6 +265,8 @@ def _validate(s: Settings) -> None:
         raise bad("pool_size", "must be at least 1")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise bad("log_level", f"{s.log_level!r} is not debug, info, warning or error")
+    if s.log_format not in ("text", "json"):
+        raise bad("log_format", f"{s.log_format!r} is not text or json")
     if not s.jwt_algorithms:
         raise bad("jwt_algorithms", "needs at least one algorithm")
     for alg in s.jwt_algorithms:

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 from tornado_sse.database import client_program
 from tornado_sse.dbsetup import client_invocation, run_client
-from tornado_sse.migrate import SQL_DIR
+from tornado_sse.sqlfiles import sql_path
 
-SCRIPT = SQL_DIR / "simulate.sql"
+SCRIPT = "simulate.sql"
 _PROCESSED = re.compile(r"number of transactions actually processed: (\d+)")
 
 
-def pgbench_argv(conn: str, rate: float, duration: float) -> list[str]:
+def pgbench_argv(conn: str, rate: float, duration: float, script: Path) -> list[str]:
     """pgbench's command line: one client, ``rate`` changes a second.
 
     ``-n`` skips the vacuum of pgbench's own tables, which this script does
     not use; ``-T`` takes whole seconds, so the duration is rounded up;
     ``step=0`` starts the script's deck of changes (see the script).
     """
-    return [client_program("pgbench"), "-n", "-f", str(SCRIPT), "-D", "step=0",
+    return [client_program("pgbench"), "-n", "-f", str(script), "-D", "step=0",
             "-R", f"{rate:g}", "-T", str(math.ceil(duration)), "-c", "1", conn]
 
 
@@ -48,7 +49,8 @@ def run_simulation(dsn: str, rate: float, duration: float) -> int:
     own error messages go straight to stderr.
     """
     conn, env = client_invocation(dsn)
-    status, report = run_client(pgbench_argv(conn, rate, duration), env, capture=True)
+    with sql_path(SCRIPT) as script:
+        status, report = run_client(pgbench_argv(conn, rate, duration, script), env, capture=True)
     if status == 0:
         print(summary(report, rate, duration))
     return status

@@ -116,6 +116,13 @@ class SSEStream:
         if self._pending is not None:
             self._pending.extend(events)
             return
+        if events[0].id <= self.cursor:
+            # The client's cursor came from a server whose listener was ahead
+            # of ours (behind a load balancer): it has these already.
+            events = [e for e in events if e.id > self.cursor]
+            if not events:
+                return
+            data = join(events, self.encoding)
         self._send(events, data)
 
     def close(self, reason: str) -> None:

@@ -93,6 +93,8 @@ class BaseHandler(RequestHandler):
         the server cannot know which events a cursor has missed."""
         if not self.ctx.hub.started:
             raise unavailable("The server is still connecting to the database; retry shortly.")
+        if self.ctx.hub.closed:  # a request on a kept-alive connection during shutdown
+            raise unavailable("The server is shutting down; retry (another server answers).")
 
     # -- parameters --------------------------------------------------------------
     def int_arg(self, name: str, errors: dict[str, str], *, minimum: int = 0,

@@ -40,9 +40,10 @@ class PollWaiter:
 
     encoding = Encoding.NONE
 
-    def __init__(self, flt: Filter, hub: Hub) -> None:
+    def __init__(self, flt: Filter, hub: Hub, cursor: int) -> None:
         self.filter = flt
         self._hub = hub
+        self.cursor = cursor
         self.scanned = 0
         self.future: asyncio.Future[Sequence[Event]] = asyncio.get_running_loop().create_future()
 
@@ -55,10 +56,13 @@ class PollWaiter:
         pass
 
     def deliver(self, events: Sequence[Event], data: bytes, upto: int) -> None:
-        if not self.future.done():
+        # Behind a load balancer the client's cursor may come from a server
+        # whose listener is ahead of ours: events up to it were answered there.
+        fresh = events if events[0].id > self.cursor else [e for e in events if e.id > self.cursor]
+        if fresh and not self.future.done():
             self.scanned = upto
-            self.future.set_result(list(events))
-        self._hub.unsubscribe(self)
+            self.future.set_result(list(fresh))
+            self._hub.unsubscribe(self)  # one batch is all a poll needs
 
     def close(self, reason: str) -> None:
         if not self.future.done():
@@ -92,7 +96,7 @@ class PollHandler(BaseHandler):
             self._answer([], hub.last_id)
             return
 
-        waiter = self.waiter = PollWaiter(query.filter, hub)
+        waiter = self.waiter = PollWaiter(query.filter, hub, query.cursor)
         handover = Handover(hub, self.ctx.pool, waiter, query.cursor)
         metrics = self.ctx.metrics
         metrics.open_polls.labels(self.route).inc()

@@ -45,9 +45,23 @@ class SSEHandler(BaseHandler):
         errors: dict[str, str] = {}
         query = parse_stream_query(self, principal, errors)
         self.check(errors)
+        ctx = self.ctx
+        if ctx.hub.closed:
+            # Shutting down (a request on a kept-alive connection): never a
+            # refusal (SPEC §3), but 200, retry: and the end, so the client
+            # comes back, to another server.
+            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.set_header("Cache-Control", "no-cache")
+            self.write(sse.retry(ctx.settings.retry))
+            try:
+                await self.flush()  # a stream's framing (chunked), like every other
+            except StreamClosedError:
+                return
+            self.finish()
+            return
         if query.cursor is not None:
             self.require_started()
-        ctx = self.ctx
+
         deadline, reason = self._deadline(principal)
         connection = self.request.connection
         iostream = getattr(connection, "stream", None)

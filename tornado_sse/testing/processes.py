@@ -29,10 +29,11 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 @contextmanager
-def serving(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
-            timeout: float = 30.0) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def serving(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 30.0,
+            log: list[str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``serve ARGS`` in a real process: yields it and its URL once it
-    listens; kills it afterwards if the caller did not stop it."""
+    listens; kills it afterwards if the caller did not stop it. Its stderr
+    lines after the start go to ``log`` when one is given."""
     proc = subprocess.Popen([*COMMAND, *args], stderr=subprocess.PIPE, text=True,
                             env=clean_env(env), cwd=cwd)
     assert proc.stderr is not None
@@ -44,7 +45,11 @@ def serving(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
                 raise AssertionError(f"the server did not start: {line!r}")
             line = proc.stderr.readline()
         # Keep reading stderr so the server never blocks on a full pipe.
-        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        stderr = proc.stderr
+        if log is None:
+            threading.Thread(target=stderr.read, daemon=True).start()
+        else:
+            threading.Thread(target=lambda: log.extend(iter(stderr.readline, "")), daemon=True).start()
         yield proc, line.split()[-1]
     finally:
         if proc.poll() is None:
