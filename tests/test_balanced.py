@@ -20,7 +20,7 @@ import pytest
 from tests.fix_db import insert_appointment
 from tests.fix_server import auth
 from tornado_sse.testing.sse_client import Response, SSEConnection, request
-from tornado_sse import store
+from tornado_sse import eventlog
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -33,7 +33,7 @@ async def test_poll_cursor_ahead_of_this_servers_listener_gets_only_newer_events
     await asyncio.sleep(0.3)
     assert not poll.done()
     # The listener catches up: events 1 and 2 in one batch, as after a wake-up.
-    server.ctx.hub.publish(await store.events_after(server.ctx.pool, 0))
+    server.ctx.hub.publish(await eventlog.events_after(server.ctx.pool, 0))
     resp = await asyncio.wait_for(poll, 5)
     assert isinstance(resp, Response) and resp.status == 200, resp
     body = resp.json()
@@ -54,3 +54,19 @@ async def test_requests_during_shutdown_get_503_for_poll_and_an_ended_stream(ser
     assert isinstance(conn, SSEConnection), (conn.status, conn.body)
     assert await conn.wait_end(5) == "finished"
     assert bytes(conn.raw).startswith(b"retry: ")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_stream_cursor_ahead_of_this_servers_listener_gets_only_newer_events(server, db):
+    """The /sse twin of the poll regression: live deliveries at or below the
+    client's cursor are dropped by the stream itself."""
+    await server.ctx.listener.stop()
+    first, second = insert_appointment(db), insert_appointment(db)
+    conn = await request(server.url + "/sse", headers={**auth(), "Last-Event-ID": "1"})
+    assert isinstance(conn, SSEConnection)
+    server.ctx.hub.publish(await eventlog.events_after(server.ctx.pool, 0))
+    msg = await conn.next()
+    assert msg.json()["id"] == 2 and msg.json()["resource_id"] == second != first
+    with pytest.raises(asyncio.TimeoutError):
+        await conn.next(timeout=0.5)
+    conn.close()
