@@ -19,7 +19,7 @@ from psycopg import conninfo
 
 from tornado_sse.migrate import migrate
 
-TABLES = "appointments, availabilities, sse_events"
+TABLES = "appointments, availabilities, sse_events, staff, products, customers"
 
 
 @pytest.fixture(scope="session")
