@@ -13,3 +13,9 @@ interface Window {
 
 /** client.js defines it on globalThis. */
 declare var TornadoSSE: Window["TornadoSSE"];
+
+/** directory.js, activity.js, booking.js, staffday.js: the calendar's parts. */
+declare var TsseDirectory: any;
+declare var TsseActivity: any;
+declare var TsseBooking: any;
+declare var TsseStaffDay: any;
