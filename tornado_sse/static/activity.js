@@ -70,7 +70,7 @@
         id.textContent = `event ${eventId}`;
         item.append(time, ' ', text, ' ', id);
         els.list.prepend(item);
-        while (els.list.children.length > LIMIT) els.list.lastElementChild.remove();
+        while (els.list.children.length > LIMIT) els.list.lastElementChild?.remove();
         if (els.empty) els.empty.hidden = true;
       },
       /** The lines' texts, newest first (tests and support). */

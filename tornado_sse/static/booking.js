@@ -19,6 +19,7 @@
 
   const STATUSES = ['confirmed', 'unpaid', 'pending-confirmation', 'paid'];
   // API parameter -> form control (id suffix); others show above the buttons.
+  /** @type {Record<string, string>} */
   const FIELDS = {
     customer_id: 'customer', product_id: 'product', staff_ids: 'staff', staff_id: 'staff',
     status: 'status', start: 'start', end: 'end',
@@ -39,7 +40,7 @@
    * @param {{api: Api, directory: any, onError: (err: any) => void}} deps
    */
   function createBookingForm({api, directory, onError}) {
-    const $ = (/** @type {string} */ id) => document.getElementById(id);
+    const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
     const dialog = /** @type {HTMLDialogElement} */ ($('booking'));
     const form = /** @type {HTMLFormElement} */ ($('booking-form'));
     const control = (/** @type {string} */ name) => /** @type {HTMLInputElement & HTMLSelectElement} */ ($('book-' + name));
@@ -74,6 +75,7 @@
     /** @param {Record<string, string>} params @param {string} message */
     function showErrors(params, message) {
       clearErrors();
+      /** @type {HTMLElement | null} */
       let first = null;
       for (const [param, text] of Object.entries(params || {})) {
         const name = FIELDS[param];
@@ -138,7 +140,8 @@
       try {
         await api('POST', '/api/appointments', body);
         dialog.close();
-      } catch (err) {
+      } catch (failure) {
+        const err = /** @type {any} */ (failure);
         if (err.status === 401) { dialog.close(); onError(err); return; }
         showErrors(err.params, err.message);
       } finally {
@@ -158,6 +161,11 @@
    * The panel's actions: each one request; `applies` says when it would
    * change something (otherwise the button is disabled, not hidden, so the
    * panel does not jump). Delete asks for a second click.
+   */
+  /**
+   * @typedef {{key: string, label: string, body?: object, method?: string, query?: string,
+   *            twice?: boolean, applies: (a: any) => boolean}} Action
+   * @type {Action[]}
    */
   const ACTIONS = [
     {key: 'confirm', label: 'Confirm', body: {status: 'confirmed'}, applies: (a) => a.status !== 'confirmed'},
@@ -207,7 +215,8 @@
       button.setAttribute('aria-busy', 'true');
       try {
         await api(action.method || 'PATCH', `/api/appointments/${id}${action.query || ''}`, action.body);
-      } catch (err) {
+      } catch (failure) {
+        const err = /** @type {any} */ (failure);
         if (err.status === 401) onError(err);
         else error.textContent = `Could not ${action.label.toLowerCase()} #${id}: ${err.message}`;
       } finally {
@@ -228,7 +237,7 @@
         current = a;
         if (other) error.textContent = '';
         for (const action of ACTIONS) {
-          const button = buttons.get(action.key);
+          const button = /** @type {HTMLButtonElement} */ (buttons.get(action.key));
           if (other) disarm(button, action);
           button.disabled = !a || !action.applies(a);
         }

@@ -121,8 +121,12 @@
   let lastEventId = null;
   let lastEventAt = null; // Date.now() when the newest event arrived
   let detailsId = null; // the appointment in the side panel
-  const directory = TsseDirectory.create();
-  const activity = TsseActivity.create({list: $('activity'), empty: $('activity-empty')});
+  // The page's parts (separate scripts): when one did not load, start()
+  // says so instead of the page failing here.
+  const loaded = [typeof FullCalendar, typeof TornadoSSE, typeof TsseDirectory, typeof TsseActivity,
+    typeof TsseBooking, typeof TsseStaffDay].every((t) => t !== 'undefined');
+  const directory = loaded ? TsseDirectory.create() : null;
+  const activity = loaded ? TsseActivity.create({list: $('activity'), empty: $('activity-empty')}) : null;
   const leaving = new Set(); // appointment ids removed by the stream: their cards fade out
   /** @type {any} */
   let actions = null; // the panel's buttons (admins)
@@ -131,7 +135,7 @@
   const clock = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
   const weekdayTime = new Intl.DateTimeFormat(undefined,
     {weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
-  const staffDay = TsseStaffDay.create($('staff-day-columns'), {
+  const staffDay = loaded && TsseStaffDay.create($('staff-day-columns'), {
     columns: staffColumns,
     eventsFor: staffEvents,
     options: (/** @type {any} */ column) => sharedOptions(column.id),
@@ -725,7 +729,7 @@
       // A card reads "09:30 Anna Berg · Haircut 45 min · Jonas".
       eventTimeFormat: {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'},
       displayEventEnd: false,
-      slotLabelFormat: {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'},
+      slotHeaderFormat: {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'},
       scrollTime: '08:00',
       forceEventDuration: true, // a drop always has an end to send
       editable: admin,
@@ -770,7 +774,7 @@
   }
 
   async function start() {
-    if (typeof FullCalendar === 'undefined' || typeof TornadoSSE === 'undefined') {
+    if (!loaded) {
       fail(new ApiError(0, 'a script did not load (see the browser console).'));
       return;
     }

@@ -179,7 +179,7 @@
     };
   }
 
-  /*
+  /**
    * Stall detection for one SSE connection, its own unit so that openSse
    * only connects and parses. EventSource shows neither status codes nor
    * comments, so two clocks stand in for them (see "Deliberate choices"):
@@ -412,7 +412,7 @@
     };
   }
 
-  /*
+  /**
    * Tab sharing, its own unit: one tab per browser holds the connection
    * (the Web Lock `tornado-sse-leader:<key>`), fans events out over a
    * BroadcastChannel and keeps the last HISTORY_SIZE for tabs that join

@@ -25,7 +25,7 @@
     /** @template T @param {(T & {id: number})[]} list @returns {Map<number, T & {id: number}>} */
     const byId = (list) => new Map((list || []).map((x) => [x.id, x]));
     /** @param {Map<number, Named>} map @param {number} id @param {string} what */
-    const nameOf = (map, id, what) => (map.has(id) ? map.get(id).name : `${what} #${id}`);
+    const nameOf = (map, id, what) => map.get(id)?.name ?? `${what} #${id}`;
 
     return {
       /** Replace everything (a load is the whole truth). @param {DirectoryData} data */
