@@ -20,8 +20,16 @@ from pathlib import Path
 import pytest
 
 from tests.fix_browser import CalendarPage, within
-from tests.fix_calendar import (DAY, SCREENSHOT_NOW, at, book, calendar_url, event_ids, row,
-                                seed_demo_week)
+from tests.fix_calendar import (
+    DAY,
+    SCREENSHOT_NOW,
+    at,
+    book,
+    calendar_url,
+    event_ids,
+    row,
+    seed_demo_week,
+)
 from tests.fix_db import execute
 from tests.fix_directory import add_directory
 from tests.fix_server import staff_token
