@@ -10,10 +10,37 @@
 -- slot's position, not random(), so every seeded database looks the same.
 --
 -- Staff members 1-4; products 101 (haircut, 45 min), 102 (massage, 60 min),
--- 103 (consultation, 90 min). Appointments that ended are complete, paid or
+-- 103 (consultation, 90 min); customers 1000-1153. Their names (the
+-- directory, sql/003_directory.sql) come first, below. Appointments that ended are complete, paid or
 -- cancelled, with customers who arrived or did not show; later ones are in
 -- every state a shop produces (unpaid, pending confirmation, in a cart,
 -- confirmed, paid, cancelled, trashed).
+
+-- The directory: names for the ids below. ON CONFLICT: a database whose
+-- directory the shop already filled keeps its own names.
+INSERT INTO staff (id, name)
+VALUES (1, 'Jonas'), (2, 'Mia'), (3, 'Lena'), (4, 'Omar')
+ON CONFLICT (id) DO NOTHING;
+
+INSERT INTO products (id, name, duration_minutes, price)
+VALUES (101, 'Haircut', 45, 35.00), (102, 'Massage', 60, 65.00), (103, 'Consultation', 90, 20.00)
+ON CONFLICT (id) DO NOTHING;
+
+-- 154 customers, each a distinct first and last name: the first name walks
+-- the first list, the last name steps through the second by a stride that
+-- gives every (first, last) pair once for these ids.
+INSERT INTO customers (id, name)
+SELECT 1000 + i,
+       (ARRAY['Anna', 'Ben', 'Clara', 'David', 'Elif', 'Felix', 'Greta', 'Hannes', 'Ida', 'Jan',
+              'Katrin', 'Lukas', 'Marta', 'Noah', 'Olga', 'Paul', 'Rosa', 'Samir', 'Tilda', 'Viktor'])
+           [i % 20 + 1]
+       || ' ' ||
+       (ARRAY['Berg', 'Nowak', 'Schulz', 'Okafor', 'Lindgren', 'Moreau', 'Yilmaz', 'Fischer',
+              'Costa', 'Novak', 'Hansen', 'Kowalski', 'Rossi', 'Weber', 'Dubois', 'Jensen',
+              'Popescu', 'Meyer', 'Horvat', 'Svensson', 'Baker', 'Ivanova', 'Keller'])
+           [(i / 20 + 7 * i) % 23 + 1]
+FROM generate_series(0, 153) AS i
+ON CONFLICT (id) DO NOTHING;
 
 -- 56 appointments: Monday to Friday, staff 1-4, three slots a day each
 -- (from 09:00, 12:00 and 15:00 plus 0-45 min), never overlapping one staff
@@ -58,7 +85,7 @@ SELECT product_id,
             WHEN n % 7 = 3 THEN 'no-show'
             ELSE 'arrived' END,
        CASE WHEN n % 11 = 0 THEN 0  -- complimentary
-            ELSE CASE product_id WHEN 101 THEN 35.00 WHEN 102 THEN 65.00 ELSE 0.50 END
+            ELSE CASE product_id WHEN 101 THEN 35.00 WHEN 102 THEN 65.00 ELSE 20.00 END
                  + ((d * 7 + s * 3 + k) % 5) * 2.50
                  + CASE WHEN shared AND s = 1 THEN 65.00 ELSE 0 END
        END

@@ -20,7 +20,7 @@ from psycopg import conninfo
 from tornado_sse.migrate import migrate
 from tornado_sse.testing.postgres import OwnPostgres
 
-TABLES = "appointments, availabilities, sse_events"
+TABLES = "appointments, availabilities, sse_events, staff, products, customers"
 
 
 @pytest.fixture(scope="session")

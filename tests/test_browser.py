@@ -17,14 +17,13 @@ import struct
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from tests.fix_browser import CalendarPage, Session, within
+from tests.fix_calendar import SCREENSHOT_NOW, seed_demo_week
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import admin_token
 from tornado_sse.stream import open_streams
-from tornado_sse.seed import SEED_FILE
 
 pytestmark = pytest.mark.browser
 
@@ -360,22 +359,6 @@ async def test_a_snapshot_that_fails_is_retried_until_the_calendar_loads(chromiu
     await within(5, "the rows are shown", lambda: _same(tab, db))
     assert await tab.ids() == booked
     assert await notice.is_hidden()
-
-
-# The demo week as `python run.py` seeds it, seen on a Wednesday afternoon.
-# Pinned (seed and browser clock) so that the picture only changes when the
-# page or the seed does.
-SCREENSHOT_NOW = dt.datetime(2026, 11, 18, 14, 30, tzinfo=dt.timezone.utc)
-
-
-def seed_demo_week(dsn: str, now: dt.datetime) -> None:
-    """``sql/seed.sql`` with its clock, ``now()``, pinned."""
-    sql = SEED_FILE.read_text(encoding="utf-8")
-    pinned = sql.replace("now()", f"'{now.isoformat()}'::timestamptz")
-    assert pinned != sql, "seed.sql no longer uses now(): pin its clock another way"
-    with psycopg.connect(dsn) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")
-        conn.execute(pinned)  # type: ignore[arg-type]
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -72,3 +72,20 @@ def test_seed_writes_one_created_event_per_row(db: str) -> None:
     seed_if_empty(db)
     assert execute(db, "SELECT topic, count(*) FROM sse_events GROUP BY 1 ORDER BY 1") == [
         ("appointment.created", 60), ("availability.created", 5)]
+
+
+def test_seed_names_every_staff_member_product_and_customer_it_books(db: str) -> None:
+    seed_if_empty(db)
+    unnamed = execute(db, """
+        SELECT 'staff', s FROM appointments, unnest(staff_ids) s WHERE s NOT IN (SELECT id FROM staff)
+        UNION SELECT 'product', product_id FROM appointments WHERE product_id NOT IN (SELECT id FROM products)
+        UNION SELECT 'customer', customer_id FROM appointments
+              WHERE customer_id NOT IN (SELECT id FROM customers)""")
+    assert unnamed == []
+    assert scalar(db, "SELECT count(DISTINCT name) = count(*) FROM customers") is True
+    assert execute(db, "SELECT id, name, duration_minutes FROM products ORDER BY id") == [
+        (101, "Haircut", 45), (102, "Massage", 60), (103, "Consultation", 90)]
+    # The seeded durations are the products' own.
+    assert execute(db, """
+        SELECT a.id FROM appointments a JOIN products p ON p.id = a.product_id
+        WHERE NOT a.all_day AND a.end_at - a.start_at <> p.duration_minutes * interval '1 minute'""") == []

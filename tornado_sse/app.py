@@ -15,6 +15,7 @@ from .errors import not_found
 from .handlers.base import BaseHandler
 from .handlers.api import (AppointmentHandler, AppointmentsHandler, AvailabilitiesHandler,
                            AvailabilityHandler)
+from .handlers.directory import DirectoryHandler
 from .handlers.health import HealthHandler, MetricsHandler
 from .handlers.poll import PollHandler
 from .handlers.session import MeHandler, SessionHandler
@@ -76,6 +77,7 @@ def make_app(ctx: Context) -> Application:
         (r"/api/appointments" + item, AppointmentHandler, {"ctx": ctx}),
         (r"/api/availabilities", AvailabilitiesHandler, {"ctx": ctx}),
         (r"/api/availabilities" + item, AvailabilityHandler, {"ctx": ctx}),
+        (r"/api/directory", DirectoryHandler, {"ctx": ctx}),
         (r"/", CalendarHandler, {"path": str(STATIC / "calendar.html")}),
         (r"/static/(.*)", StaticFileHandler, {"path": str(STATIC)}),
         (r"/session", SessionHandler, {"ctx": ctx}),

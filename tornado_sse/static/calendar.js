@@ -1,6 +1,11 @@
+// @ts-check
 /*
  * The admin calendar: FullCalendar 7 fed by a snapshot of the visible range,
- * then kept current by the event stream (TornadoSSE, client.js).
+ * then kept current by the event stream (TornadoSSE, client.js). Names come
+ * from the directory (directory.js); admins book and act through the write
+ * API (booking.js), whose results arrive through the stream like anyone
+ * else's; live changes flash and are listed (activity.js); the staff-by-staff
+ * day (staffday.js) draws from the same store.
  *
  * Consistency rule: every row carries the id of the newest event it
  * reflects (a snapshot's rows: its last_event_id), and a change applies only
@@ -12,7 +17,7 @@
  * The page sets <body data-status> to 'loading', 'error', or a TornadoSSE
  * status, and <body data-last-event-id>, and marks each appointment's
  * element with data-appointment-id; window.tsse is for browser tests
- * (tests/test_browser.py) and support.
+ * (tests/test_browser.py, tests/test_calendar_desk.py) and support.
  */
 (function () {
   'use strict';
@@ -40,17 +45,27 @@
     polling: 'Polling', offline: 'Offline', unauthorized: 'Signed out',
   };
 
+  /** @param {string} id @returns {any} the element (typed loosely: each is used as what it is) */
   const $ = (id) => document.getElementById(id);
   const els = {
     calendar: $('calendar'), badge: $('status-badge'), notice: $('notice'), noticeText: $('notice-text'),
-    who: $('who'), staff: $('staff-filter'), product: $('product-filter'),
-    details: $('details'), detailsBody: $('details-body'),
+    who: $('who'), staff: /** @type {HTMLSelectElement} */ ($('staff-filter')),
+    product: /** @type {HTMLSelectElement} */ ($('product-filter')),
+    details: $('details'), detailsBody: $('details-body'), detailsActions: $('details-actions'),
+    detailsError: $('details-error'), book: $('book-button'), viewCalendar: $('view-calendar'),
+    viewStaff: $('view-staff'), staffDay: $('staff-day'), staffDayTitle: $('staff-day-title'),
   };
 
   class ApiError extends Error {
-    constructor(status, message) {
+    /**
+     * @param {number} status HTTP status, 0: unreachable
+     * @param {string} message
+     * @param {Record<string, string> | null} [params] the 400's bad fields (SPEC §4)
+     */
+    constructor(status, message, params = null) {
       super(message);
       this.status = status;
+      this.params = params;
     }
   }
 
@@ -106,16 +121,39 @@
   let lastEventId = null;
   let lastEventAt = null; // Date.now() when the newest event arrived
   let detailsId = null; // the appointment in the side panel
+  // The page's parts (separate scripts): when one did not load, start()
+  // says so instead of the page failing here.
+  const loaded = [typeof FullCalendar, typeof TornadoSSE, typeof TsseDirectory, typeof TsseActivity,
+    typeof TsseBooking, typeof TsseStaffDay].every((t) => t !== 'undefined');
+  const directory = loaded ? TsseDirectory.create() : null;
+  const activity = loaded ? TsseActivity.create({list: $('activity'), empty: $('activity-empty')}) : null;
+  const leaving = new Set(); // appointment ids removed by the stream: their cards fade out
+  /** @type {any} */
+  let actions = null; // the panel's buttons (admins)
+  /** @type {any} */
+  let booking = null; // the booking form (admins)
+  const clock = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
+  const weekdayTime = new Intl.DateTimeFormat(undefined,
+    {weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
+  const staffDay = loaded && TsseStaffDay.create($('staff-day-columns'), {
+    columns: staffColumns,
+    eventsFor: staffEvents,
+    options: (/** @type {any} */ column) => sharedOptions(column.id),
+  });
   // Ids of the stream events applied, in order (the newest APPLIED_LOG_SIZE):
   // lets tests and support check that nothing was missed or applied twice.
   const APPLIED_LOG_SIZE = 10000;
   const applied = [];
   let resets = 0; // snapshots reloaded because the stream said reset
 
+  /** @param {string} method @param {string} path @param {any} [body] @returns {Promise<any>} */
   async function api(method, path, body) {
-    const init = {method, credentials: 'same-origin', headers: {Accept: 'application/json'}};
+    /** @type {Record<string, string>} */
+    const headers = {Accept: 'application/json'};
+    /** @type {RequestInit} */
+    const init = {method, credentials: 'same-origin', headers};
     if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
+      headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
     let res;
@@ -128,7 +166,7 @@
     if (!res.ok) {
       // Errors are JSON in the WordPress REST shape: {code, message, data: {status}}.
       const message = data && data.message ? data.message : `${method} ${path}: HTTP ${res.status}`;
-      throw new ApiError(res.status, message);
+      throw new ApiError(res.status, message, data && data.data ? data.data.params || null : null);
     }
     // A write needs only its status; a read needs its JSON.
     if (data === null && method === 'GET') throw new ApiError(res.status, `GET ${path}: not JSON`);
@@ -146,6 +184,22 @@
     const query = params.toString();
     history.replaceState(history.state, '', location.pathname + (query ? '?' + query : '') + location.hash);
     await api('POST', '/session', {token});
+  }
+
+  // --- the directory --------------------------------------------------------
+
+  async function loadDirectory() {
+    const data = await api('GET', '/api/directory');
+    directory.load(data);
+    // Every card's title and the filters change: draw them afresh.
+    for (const key of renderedAppointments.keys()) {
+      const event = calendar && calendar.getEventById(key);
+      if (event) event.remove();
+    }
+    renderedAppointments.clear();
+    els.staff.dataset.ids = els.product.dataset.ids = '';
+    scheduleRender();
+    return true;
   }
 
   // --- snapshots --------------------------------------------------------
@@ -191,7 +245,7 @@
     const {activeStart, activeEnd} = calendar.view;
     const start = toEpoch(activeStart);
     const end = toEpoch(activeEnd);
-    const params = new URLSearchParams({start, end});
+    const params = new URLSearchParams({start: String(start), end: String(end)});
     const snapshotFilter = {...filter};
     if (snapshotFilter.staffId != null) params.set('staff_id', snapshotFilter.staffId);
     if (snapshotFilter.productId != null) params.set('product_id', snapshotFilter.productId);
@@ -218,7 +272,7 @@
     availabilities.clear();
     noteEvent(resetId);
     try {
-      await snapshots();
+      await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
     } catch (err) {
       showError(err);
     }
@@ -231,9 +285,15 @@
     const row = action === 'deleted' ? null : event.payload;
     // Trashed and cancelled rows stay in the store: status decides how they show.
     if (resource === 'appointment') {
-      appointments.apply(event.resource_id, event.id, row);
+      const old = appointments.rows.get(event.resource_id);
+      if (appointments.apply(event.resource_id, event.id, row)) noticeChange(event, action, old, row);
     } else if (resource === 'availability') {
-      availabilitiesDirty = availabilities.apply(event.resource_id, event.id, row) || availabilitiesDirty;
+      const old = availabilities.rows.get(event.resource_id);
+      if (availabilities.apply(event.resource_id, event.id, row)) {
+        availabilitiesDirty = true;
+        const rule = row || old;
+        activity.note(event.id, `availability ${action}: ${(rule && rule.title) || '#' + event.resource_id}`);
+      }
     }
     applied.push(event.id);
     if (applied.length > APPLIED_LOG_SIZE) applied.shift();
@@ -241,6 +301,36 @@
     lastEventAt = Date.now();
     scheduleRender();
   }
+
+  /*
+   * What a person at the desk should notice about a change that just came
+   * in: a line in the activity list, and the card flashing (arrived, moved,
+   * changed status) or fading out (trashed, deleted).
+   */
+  function noticeChange(event, action, old, row) {
+    const a = row || old;
+    const who = a ? directory.customerName(a.customer_id) : `appointment #${event.resource_id}`;
+    const movedDay = old && row && dayKey(old.start) !== dayKey(row.start);
+    const when = (/** @type {any} */ r) => (movedDay || !old ? weekdayTime : clock).format(r.start * 1000);
+    let text;
+    if (action === 'created') {
+      text = `booked: ${who} · ${directory.productLabel(row.product_id)} → ${weekdayTime.format(row.start * 1000)}`;
+    } else if (action === 'rescheduled') {
+      text = `moved: ${who} → ${when(row)}`;
+    } else if (action === 'updated' && old && row && old.status !== row.status) {
+      text = `${row.status.replace('-', ' ')}: ${who}`;
+    } else if (action === 'updated' && old && row && old.customer_status !== row.customer_status) {
+      text = `${row.customer_status}: ${who}`;
+    } else {
+      text = `${action}: ${who}`;
+    }
+    activity.note(event.id, text);
+    if (action === 'trashed' || action === 'deleted') leaving.add(event.resource_id);
+    else activity.flash(event.resource_id);
+  }
+
+  /** @param {number} epoch */
+  const dayKey = (epoch) => new Date(epoch * 1000).toDateString();
 
   function noteEvent(id) {
     lastEventId = id;
@@ -279,6 +369,7 @@
     });
     updateFilterOptions();
     updateBadge();
+    if (staffDay.open) staffDay.refresh();
     if (!els.details.hidden) refreshDetails();
     try {
       if (lastEventId != null) localStorage.setItem(CURSOR_KEY, String(lastEventId));
@@ -294,10 +385,15 @@
     }
     for (const [key, shown] of renderedAppointments) {
       if (wanted.get(key) === shown) continue;
+      if (!wanted.has(key) && leaving.has(shown.id)) {
+        const el = els.calendar.querySelector(`[data-appointment-id="${shown.id}"]`);
+        if (el) activity.fadeOut(el);
+      }
       const event = calendar.getEventById(key);
       if (event) event.remove();
       renderedAppointments.delete(key);
     }
+    leaving.clear();
     for (const [key, a] of wanted) {
       if (renderedAppointments.has(key)) continue;
       calendar.addEvent(appointmentEvent(key, a));
@@ -309,7 +405,7 @@
     const cancelled = a.status === 'cancelled';
     return {
       id: key,
-      title: `${a.customer_id == null ? 'Guest' : 'Customer #' + a.customer_id} · Product #${a.product_id}`,
+      title: directory.cardTitle(a),
       start: new Date(a.start * 1000),
       end: new Date(a.end * 1000),
       allDay: a.all_day,
@@ -393,25 +489,34 @@
     return d.toISOString().slice(0, 10);
   }
 
-  // The filter choices are the staff and products seen so far: the API has
-  // no directory of them.
+  // The filter choices: everyone in the directory (by name), then ids the
+  // rows name that the directory does not know ("Staff #9").
   function updateFilterOptions() {
-    const staff = new Set(filter.staffId == null ? [] : [filter.staffId]);
-    const products = new Set(filter.productId == null ? [] : [filter.productId]);
+    const staff = directory.staff().map((/** @type {any} */ x) => x.id);
+    const products = directory.products().map((/** @type {any} */ x) => x.id);
+    const extraStaff = new Set(filter.staffId == null ? [] : [filter.staffId]);
+    const extraProducts = new Set(filter.productId == null ? [] : [filter.productId]);
     for (const a of appointments.rows.values()) {
-      (a.staff_ids || []).forEach((id) => staff.add(id));
-      if (a.product_id != null) products.add(a.product_id);
+      (a.staff_ids || []).forEach((id) => extraStaff.add(id));
+      if (a.product_id != null) extraProducts.add(a.product_id);
     }
-    fillSelect(els.staff, staff, 'All staff', 'Staff #', filter.staffId);
-    fillSelect(els.product, products, 'All products', 'Product #', filter.productId);
+    const unknown = (/** @type {Set<number>} */ ids, /** @type {number[]} */ known) =>
+      [...ids].filter((id) => !known.includes(id)).sort((x, y) => x - y);
+    fillSelect(els.staff, [...staff, ...unknown(extraStaff, staff)], 'All staff',
+      directory.staffName, filter.staffId);
+    fillSelect(els.product, [...products, ...unknown(extraProducts, products)], 'All services',
+      directory.productLabel.bind(directory), filter.productId);
   }
 
-  function fillSelect(select, ids, allLabel, prefix, selected) {
-    const sorted = [...ids].sort((a, b) => a - b);
-    if (select.dataset.ids === sorted.join(',')) return;
-    select.dataset.ids = sorted.join(',');
+  /**
+   * @param {HTMLSelectElement} select @param {number[]} ids @param {string} allLabel
+   * @param {(id: number) => string} label @param {number | null} selected
+   */
+  function fillSelect(select, ids, allLabel, label, selected) {
+    if (select.dataset.ids === ids.join(',')) return;
+    select.dataset.ids = ids.join(',');
     select.replaceChildren(new Option(allLabel, ''),
-      ...sorted.map((id) => new Option(prefix + id, id, false, id === selected)));
+      ...ids.map((id) => new Option(label(id), String(id), false, id === selected)));
   }
 
   function onFilterChange() {
@@ -420,6 +525,89 @@
     availabilitiesDirty = true;
     scheduleRender();
     retrying('appointments', loadAppointments).catch(showError);
+  }
+
+  // --- views --------------------------------------------------------------
+
+  const dayTitle = new Intl.DateTimeFormat(undefined, {dateStyle: 'full'});
+
+  // The staff-by-staff day: the main calendar stays (hidden) on the week of
+  // that day, so its snapshot loads cover it and the store holds its rows.
+  /** @param {boolean} staffView */
+  function showView(staffView) {
+    els.viewCalendar.setAttribute('aria-pressed', String(!staffView));
+    els.viewStaff.setAttribute('aria-pressed', String(staffView));
+    // A body attribute, not #calendar's own: FullCalendar owns its root's attributes.
+    document.body.dataset.view = staffView ? 'staff' : 'calendar';
+    els.staffDay.hidden = !staffView;
+    if (staffView) {
+      goToStaffDay(calendar.getDate());
+    } else {
+      staffDay.close(); // FullCalendar 7 resizes the shown calendar by itself
+    }
+  }
+
+  /** @param {Date} date */
+  function goToStaffDay(date) {
+    calendar.gotoDate(date); // loads the week's snapshot when it changed
+    staffDay.show(date);
+    els.staffDayTitle.textContent = dayTitle.format(staffDay.day);
+  }
+
+  /** @param {number} days */
+  const shiftStaffDay = (days) => {
+    const d = new Date(staffDay.day);
+    d.setDate(d.getDate() + days);
+    goToStaffDay(d);
+  };
+
+  // Columns: the directory's staff (a staff member sees only their own),
+  // ids the day's rows name that it does not know, and the unassigned.
+  /** @param {Date} day */
+  function staffColumns(day) {
+    const ids = me.role === 'staff' ? [me.staff_id]
+      : directory.staff().map((/** @type {any} */ x) => x.id);
+    const extra = new Set();
+    for (const a of dayRows(day)) (a.staff_ids || []).forEach((id) => { if (!ids.includes(id)) extra.add(id); });
+    const columns = [...ids, ...[...extra].sort((x, y) => x - y)]
+      .map((id) => ({id, name: directory.staffName(id)}));
+    if (me.role === 'admin') columns.push({id: null, name: 'Unassigned'});
+    return columns;
+  }
+
+  /** @param {Date} day */
+  function dayRows(day) {
+    const from = day.getTime() / 1000;
+    const to = new Date(day.getFullYear(), day.getMonth(), day.getDate() + 1).getTime() / 1000;
+    return [...appointments.rows.values()].filter((a) => a.status !== 'trash' && a.start < to && a.end > from
+      && (filter.productId == null || a.product_id === filter.productId));
+  }
+
+  /** @param {number | null} staffId @param {Date} day */
+  function staffEvents(staffId, day) {
+    return dayRows(day)
+      .filter((a) => (staffId == null ? (a.staff_ids || []).length === 0 : (a.staff_ids || []).includes(staffId)))
+      .map((a) => appointmentEvent(`appointment-${a.id}`, a));
+  }
+
+  // --- booking --------------------------------------------------------------
+
+  // A free slot selected (or "New booking"): the form, prefilled.
+  /** @param {{start: Date, end?: Date, allDay?: boolean}} range @param {number | null} [staffId] */
+  function openBooking(range, staffId) {
+    calendar.unselect();
+    booking.open({
+      start: range.start, end: range.end,
+      staffId: staffId !== undefined ? staffId : filter.staffId,
+      productId: filter.productId,
+    });
+  }
+
+  // The next quarter hour from now: where "New booking" starts.
+  function nextSlot() {
+    const d = new Date(Math.ceil(Date.now() / 900000) * 900000);
+    return staffDay.open && staffDay.day.toDateString() !== new Date().toDateString()
+      ? new Date(staffDay.day.getFullYear(), staffDay.day.getMonth(), staffDay.day.getDate(), 9) : d;
   }
 
   // --- interaction --------------------------------------------------------
@@ -445,17 +633,19 @@
       ['Appointment', '#' + a.id],
       ['Status', a.status],
       ['When', a.all_day ? 'all day' : `${when.format(a.start * 1000)} – ${when.format(a.end * 1000)}`],
-      ['Customer', a.customer_id == null ? 'guest' : '#' + a.customer_id],
+      ['Customer', a.customer_id == null ? 'Guest' : `${directory.customerName(a.customer_id)} (#${a.customer_id})`],
       ['Customer status', a.customer_status],
-      ['Staff', (a.staff_ids || []).map((id) => '#' + id).join(', ') || 'none'],
-      ['Product', '#' + a.product_id],
+      ['Staff', (a.staff_ids || []).map((id) => `${directory.staffName(id)} (#${id})`).join(', ') || 'none'],
+      ['Service', a.product_id == null ? 'none' : `${directory.productLabel(a.product_id)} (#${a.product_id})`],
       ['Order', a.order_id == null ? '—' : `#${a.order_id} (item #${a.order_item_id})`],
       ['Cost', a.cost],
     ];
   }
 
-  function showDetails(a) {
+  /** @param {any} a @param {boolean} [focus] move the keyboard focus to the panel (opened by the user) */
+  function showDetails(a, focus = false) {
     detailsId = a.id;
+    if (actions) actions.show(a);
     els.detailsBody.replaceChildren(...describe(a).flatMap(([label, value]) => {
       const dt = document.createElement('dt');
       const dd = document.createElement('dd');
@@ -464,12 +654,19 @@
       return [dt, dd];
     }));
     els.details.hidden = false;
+    if (focus) els.details.focus();
+  }
+
+  function closeDetails() {
+    els.details.hidden = true;
+    detailsId = null;
+    if (actions) actions.show(null);
   }
 
   // The panel follows the stream too: it shows the row as it is now.
   function refreshDetails() {
     const a = appointments.rows.get(detailsId);
-    if (a) showDetails(a); else els.details.hidden = true;
+    if (a) showDetails(a); else closeDetails();
   }
 
   // --- chrome -------------------------------------------------------------
@@ -521,34 +718,55 @@
     updateBadge();
   }
 
-  function createCalendar() {
-    calendar = new FullCalendar.Calendar(els.calendar, {
-      initialView: 'timeGridWeek',
-      // Weeks start on Monday, like the business week the seed (and most
-      // shops) plan by: with the locale's Sunday start, the demo week is
-      // out of view all Sunday.
+  // What the main calendar and the staff columns share: look, editing,
+  // selection (admins) and the card hooks.
+  /** @param {number | null | undefined} staffId the column's staff member (undefined: main calendar) */
+  function sharedOptions(staffId) {
+    const admin = me.role === 'admin';
+    return {
       firstDay: 1,
-      headerToolbar: {start: 'prev,next today', center: 'title', end: 'timeGridWeek,timeGridDay,listWeek'},
-      height: '100%',
       nowIndicator: true,
+      // A card reads "09:30 Anna Berg · Haircut 45 min · Jonas".
+      eventTimeFormat: {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'},
+      displayEventEnd: false,
+      slotHeaderFormat: {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'},
       scrollTime: '08:00',
       forceEventDuration: true, // a drop always has an end to send
-      editable: me.role === 'admin',
+      editable: admin,
+      eventInteractive: true, // cards take keyboard focus; Enter opens the details
+      selectable: admin,
+      selectMirror: true,
+      // Bookings are timed: a free slot in the grid, not a whole day.
+      selectAllow: (/** @type {any} */ span) => !span.allDay,
+      select: (/** @type {any} */ info) => openBooking(info, staffId),
       // All-day and timed appointments stay what they are: the PATCH moves
       // start and end only.
-      eventAllow: (span, moving) => !moving || span.allDay === moving.allDay,
+      eventAllow: (/** @type {any} */ span, /** @type {any} */ moving) => !moving || span.allDay === moving.allDay,
       eventDrop: onMoved,
       eventResize: onMoved,
-      eventClick: (info) => {
+      eventClick: (/** @type {any} */ info) => {
         const a = info.event.extendedProps.appointment;
-        if (a) showDetails(a);
+        if (a) showDetails(a, true);
       },
-      eventDidMount: (info) => {
+      eventDidMount: (/** @type {any} */ info) => {
         const a = info.event.extendedProps.appointment;
         if (!a) return;
         info.el.title = describe(a).map(([label, value]) => `${label}: ${value}`).join('\n');
         info.el.dataset.appointmentId = a.id;
+        activity.decorate(info.el, a.id);
       },
+    };
+  }
+
+  function createCalendar() {
+    calendar = new FullCalendar.Calendar(els.calendar, {
+      ...sharedOptions(undefined),
+      initialView: 'timeGridWeek',
+      // Weeks start on Monday (firstDay, shared), like the business week
+      // the seed (and most shops) plan by: with the locale's Sunday start,
+      // the demo week is out of view all Sunday.
+      headerToolbar: {start: 'prev,next today', center: 'title', end: 'timeGridWeek,timeGridDay,listWeek'},
+      height: '100%',
       // Navigating needs the new range's rows; the first range loads in start().
       datesSet: () => { if (subscription) retrying('appointments', loadAppointments).catch(showError); },
     });
@@ -556,7 +774,7 @@
   }
 
   async function start() {
-    if (typeof FullCalendar === 'undefined' || typeof TornadoSSE === 'undefined') {
+    if (!loaded) {
       fail(new ApiError(0, 'a script did not load (see the browser console).'));
       return;
     }
@@ -569,15 +787,25 @@
     }
     els.who.textContent = me.role === 'staff' ? `Staff #${me.staff_id}` : 'Admin';
     els.who.title = 'Session valid until ' + new Date(me.exp * 1000).toLocaleString();
+    document.body.dataset.role = me.role;
     if (me.role === 'staff') {
       // The server sends a staff member only their own appointments.
       filter.staffId = me.staff_id;
       els.staff.disabled = true;
+    } else {
+      // Admins write; staff see the same panel read-only.
+      els.book.hidden = false;
+      els.detailsActions.hidden = false;
+      actions = TsseBooking.createActions({
+        container: els.detailsActions, error: els.detailsError, api, onError: showError});
+      booking = TsseBooking.createBookingForm({api, directory, onError: showError});
     }
     createCalendar();
     let since;
     try {
-      since = Math.min(...await snapshots());
+      const [ids] = await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
+      since = Math.min(...ids);
+      els.who.textContent = me.role === 'staff' ? directory.staffName(me.staff_id) : 'Admin';
     } catch (err) {
       fail(err);
       return;
@@ -594,7 +822,14 @@
 
   els.staff.addEventListener('change', onFilterChange);
   els.product.addEventListener('change', onFilterChange);
-  $('details-close').addEventListener('click', () => { els.details.hidden = true; });
+  $('details-close').addEventListener('click', closeDetails);
+  els.details.addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => { if (e.key === 'Escape') closeDetails(); });
+  els.book.addEventListener('click', () => openBooking({start: nextSlot()}));
+  els.viewCalendar.addEventListener('click', () => showView(false));
+  els.viewStaff.addEventListener('click', () => showView(true));
+  $('staff-day-prev').addEventListener('click', () => shiftStaffDay(-1));
+  $('staff-day-next').addEventListener('click', () => shiftStaffDay(1));
+  $('staff-day-today').addEventListener('click', () => goToStaffDay(new Date()));
   $('notice-close').addEventListener('click', hideNotice);
   setInterval(updateBadge, 1000);
 
@@ -614,6 +849,14 @@
         .map(({id, start, end, status: s, all_day: allDay}) => ({id, start, end, status: s, all_day: allDay}));
     },
     appliedEventIds: () => [...applied],
+    // One appointment as the store holds it (any field), with its card's
+    // title, or null.
+    appointment: (id) => {
+      const a = appointments.rows.get(id);
+      return a ? {...a, title: directory.cardTitle(a)} : null;
+    },
+    // The activity list's lines, newest first.
+    activity: () => activity.lines(),
     resets: () => resets,
     // Whether this tab holds the browser's shared stream (client.js).
     leader: () => (subscription ? subscription.leader : null),

@@ -48,8 +48,30 @@
  * - EventSource has no wildcard listener for named events, so the stream
  *   listens for the topics of SPEC §1 plus any exact names in `topics`.
  */
+// @ts-check
 (function (root) {
   'use strict';
+
+  /**
+   * @typedef {{id: number | string, topic: string, resource?: string, resource_id?: number,
+   *            payload?: any, ts?: number}} SseEvent  the SPEC §2 envelope
+   * @typedef {{topics?: string[] | string, since?: number | null, staffId?: number | string | null,
+   *            productId?: number | string | null, baseUrl?: string, transport?: string,
+   *            shared?: boolean}} SubscribeOptions
+   * @typedef {{topics: string[], since: number | null, staffId: number | null,
+   *            productId: number | null, base: URL, crossOrigin: boolean, transport: string,
+   *            shared: boolean}} Options
+   * @typedef {{cursor: () => (number | null), deliver: (event: SseEvent) => void,
+   *            reset: (lastId: number) => void, advance: (id: number) => void,
+   *            status: (s: string) => void, fallback: () => void}} TransportContext
+   * @typedef {{close: () => void, wake: () => void}} Transport
+   * @typedef {{cursor: () => (number | null), deliver: (event: SseEvent) => boolean,
+   *            reset: (lastId: number) => void, status: (s: string) => boolean,
+   *            currentStatus: () => (string | null), lead: () => void, wake: () => void}} Tab
+   * @typedef {{readonly leading: boolean, event: (event: SseEvent) => void,
+   *            reset: (lastId: number) => void, status: (s: string) => void,
+   *            close: () => void}} Share
+   */
 
   const KNOWN_TOPICS = [
     'appointment.created', 'appointment.updated', 'appointment.rescheduled',
@@ -67,6 +89,7 @@
   const HELLO_TIMEOUT_MS = 2000;
   const HISTORY_SIZE = 1000;
 
+  /** @param {SubscribeOptions} [options] @returns {Options} */
   function normalize(options = {}) {
     const topics = Array.isArray(options.topics)
       ? options.topics : String(options.topics || '').split(',');
@@ -84,22 +107,28 @@
     };
   }
 
+  /**
+   * @param {Options} opts @param {string} path
+   * @param {Record<string, string | number | null>} params @returns {string}
+   */
   function endpoint(opts, path, params) {
     const url = new URL(path, opts.base);
     const all = {
       topics: opts.topics.join(','), staff_id: opts.staffId, product_id: opts.productId, ...params,
     };
     for (const [name, value] of Object.entries(all)) {
-      if (value != null && value !== '') url.searchParams.set(name, value);
+      if (value != null && value !== '') url.searchParams.set(name, String(value));
     }
     return url.href;
   }
 
+  /** @param {Options} opts @param {AbortSignal} [signal] @returns {RequestInit} */
   function fetchOptions(opts, signal) {
     return {credentials: opts.crossOrigin ? 'include' : 'same-origin', signal};
   }
 
   // 'ok' | 'unauthorized' | 'offline' | 'error': why a connection failed.
+  /** @param {Options} opts @returns {Promise<string>} */
   async function probeAuth(opts) {
     try {
       const res = await fetch(new URL('api/me', opts.base).href, fetchOptions(opts));
@@ -112,6 +141,7 @@
 
   // An application callback that throws is reported, but must not break
   // the delivery loop or the cursor bookkeeping around it.
+  /** @param {((...args: any[]) => void) | undefined} callback @param {...any} args */
   function safely(callback, ...args) {
     try {
       if (callback) callback(...args);
@@ -120,6 +150,7 @@
     }
   }
 
+  /** @param {number} attempt @returns {number} ms */
   function backoff(attempt) {
     const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
     return ms / 2 + Math.random() * ms / 2; // jitter: tabs of many users do not retry in step
@@ -128,9 +159,12 @@
   // A wait that wake() cuts short: the browser came back online, or a new
   // tab (perhaps just logged in) subscribed.
   function sleeper() {
-    let timer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    /** @type {((value?: unknown) => void) | null} */
     let resolveWait = null;
     return {
+      /** @param {number} ms @returns {Promise<unknown>} */
       sleep(ms) {
         return new Promise((resolve) => {
           resolveWait = resolve;
@@ -145,39 +179,24 @@
     };
   }
 
-  /*
-   * Transports talk to the server for the leader. `ctx` is what they need:
-   * cursor() (last delivered id or null), deliver(envelope), reset(lastId),
-   * advance(id) (a poll's last_id, past events the filters hid), status(s)
-   * and fallback() (give up on SSE, poll instead).
+  /**
+   * Stall detection for one SSE connection, its own unit so that openSse
+   * only connects and parses. EventSource shows neither status codes nor
+   * comments, so two clocks stand in for them (see "Deliberate choices"):
+   * expectOpen() arms the open timeout, and once open, every event re-arms
+   * the quiet check, which asks /poll whether events exist that the stream
+   * has not shown. `pending(since)` answers that question (a short poll);
+   * `onBuffered()` is called when the stream is found holding events back.
+   *
+   * @param {{cursor: () => (number | null), pending: (since: number) => Promise<number[]>,
+   *          onBuffered: () => void}} hooks
    */
-  function openSse(opts, ctx) {
-    const names = new Set([...KNOWN_TOPICS, ...opts.topics.filter((t) => !t.endsWith('*'))]);
-    const wait = sleeper();
-    let es = null;
-    let closed = false;
-    let attempts = 0;
-    let openTimer = null;
-    let quietTimer = null;
-
-    function connect() {
-      if (closed) return;
-      es = new EventSource(endpoint(opts, 'sse', {since_id: ctx.cursor()}),
-        {withCredentials: opts.crossOrigin});
-      es.onopen = onOpen;
-      es.onerror = onError;
-      for (const name of names) es.addEventListener(name, onMessage);
-      es.addEventListener('message', onMessage);
-      es.addEventListener('reset', onReset);
-      // No answer at all, not even an error: a proxy is holding the
-      // response back (the classic buffering one), so poll instead.
-      armOpenTimer(() => { drop(); ctx.fallback(); });
-    }
-
-    function armOpenTimer(onTimeout) {
-      clearTimeout(openTimer);
-      openTimer = setTimeout(onTimeout, OPEN_TIMEOUT_MS);
-    }
+  function stallWatch(hooks) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let openTimer;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let quietTimer;
+    let stopped = false;
 
     function armQuietCheck() {
       clearTimeout(quietTimer);
@@ -185,50 +204,127 @@
     }
 
     async function checkBuffered() {
-      const cursor = ctx.cursor();
-      if (closed || cursor == null) return;
-      let pending = [];
-      try {
-        const res = await fetch(endpoint(opts, 'poll', {since_id: cursor, timeout: 1}),
-          fetchOptions(opts));
-        if (res.ok) pending = (await res.json()).events || [];
-      } catch (err) {
-        // Unknown: the stream's own error handling covers outages.
-      }
-      if (closed) return;
+      const cursor = hooks.cursor();
+      if (stopped || cursor == null) return;
+      const pending = await hooks.pending(cursor);
+      if (stopped) return;
       if (pending.length === 0) { armQuietCheck(); return; }
-      const newest = Math.max(...pending.map((e) => Number(e.id)));
+      const newest = Math.max(...pending);
       setTimeout(() => {
-        if (closed) return;
-        if (ctx.cursor() < newest) { drop(); ctx.fallback(); } else armQuietCheck();
+        if (stopped) return;
+        const now = hooks.cursor();
+        if (now == null || now < newest) hooks.onBuffered(); else armQuietCheck();
       }, STALL_GRACE_MS);
     }
 
-    function onOpen() {
-      clearTimeout(openTimer);
-      attempts = 0;
-      ctx.status('live');
-      armQuietCheck();
+    return {
+      /** No `open` within OPEN_TIMEOUT_MS: call onTimeout. @param {() => void} onTimeout */
+      expectOpen(onTimeout) {
+        stopped = false;
+        clearTimeout(openTimer);
+        openTimer = setTimeout(onTimeout, OPEN_TIMEOUT_MS);
+      },
+      /** The connection opened: stop the open timeout, start the quiet check. */
+      opened() {
+        stopped = false;
+        clearTimeout(openTimer);
+        armQuietCheck();
+      },
+      /** The stream said something: it is not quiet. */
+      heard() {
+        armQuietCheck();
+      },
+      /** The connection failed: its quiet is no evidence of buffering. */
+      interrupted() {
+        clearTimeout(quietTimer);
+      },
+      stop() {
+        stopped = true;
+        clearTimeout(openTimer);
+        clearTimeout(quietTimer);
+      },
+    };
+  }
+
+  /**
+   * Event ids that a short /poll from `since` finds (none when unsure:
+   * the stream's own error handling covers outages).
+   * @param {Options} opts @param {number} since @returns {Promise<number[]>}
+   */
+  async function pendingIds(opts, since) {
+    try {
+      const res = await fetch(endpoint(opts, 'poll', {since_id: since, timeout: 1}), fetchOptions(opts));
+      if (!res.ok) return [];
+      const body = await res.json();
+      return (body.events || []).map((/** @type {SseEvent} */ e) => Number(e.id));
+    } catch (err) {
+      return [];
+    }
+  }
+
+  /*
+   * Transports talk to the server for the leader. `ctx` is what they need:
+   * cursor() (last delivered id or null), deliver(envelope), reset(lastId),
+   * advance(id) (a poll's last_id, past events the filters hid), status(s)
+   * and fallback() (give up on SSE, poll instead).
+   */
+
+  /** @param {Options} opts @param {TransportContext} ctx @returns {Transport} */
+  function openSse(opts, ctx) {
+    const names = new Set([...KNOWN_TOPICS, ...opts.topics.filter((t) => !t.endsWith('*'))]);
+    const wait = sleeper();
+    /** @type {EventSource | null} */
+    let es = null;
+    let closed = false;
+    let attempts = 0;
+    const watch = stallWatch({
+      cursor: ctx.cursor,
+      pending: (since) => pendingIds(opts, since),
+      onBuffered: () => { if (!closed) { drop(); ctx.fallback(); } },
+    });
+
+    function connect() {
+      if (closed) return;
+      const source = new EventSource(endpoint(opts, 'sse', {since_id: ctx.cursor()}),
+        {withCredentials: opts.crossOrigin});
+      es = source;
+      source.onopen = onOpen;
+      source.onerror = onError;
+      for (const name of names) source.addEventListener(name, onMessage);
+      source.addEventListener('message', onMessage);
+      source.addEventListener('reset', onReset);
+      // No answer at all, not even an error: a proxy is holding the
+      // response back (the classic buffering one), so poll instead.
+      watch.expectOpen(() => { drop(); ctx.fallback(); });
     }
 
+    function onOpen() {
+      attempts = 0;
+      ctx.status('live');
+      watch.opened();
+    }
+
+    /** @param {MessageEvent} e */
     function onMessage(e) {
-      armQuietCheck();
+      watch.heard();
       ctx.deliver(JSON.parse(e.data));
     }
 
+    /** @param {MessageEvent} e */
     function onReset(e) {
-      armQuietCheck();
+      watch.heard();
       ctx.reset(Number(JSON.parse(e.data).last_id));
     }
 
+    /** @param {Event} e */
     function onError(e) {
-      if (e.target !== es) return; // from a connection we already dropped
-      clearTimeout(quietTimer);
+      if (!es || e.target !== es) return; // from a connection we already dropped
+      watch.interrupted();
       if (es.readyState === EventSource.CONNECTING) {
         // The browser reconnects by itself, sending Last-Event-ID; if that
         // hangs, start over ourselves.
         ctx.status(navigator.onLine === false ? 'offline' : 'reconnecting');
-        armOpenTimer(() => { drop(); recover(); });
+        watch.expectOpen(() => { drop(); recover(); });
         return;
       }
       drop();
@@ -251,8 +347,7 @@
     }
 
     function drop() {
-      clearTimeout(openTimer);
-      clearTimeout(quietTimer);
+      watch.stop();
       if (es) es.close();
       es = null;
     }
@@ -264,9 +359,11 @@
     };
   }
 
+  /** @param {Options} opts @param {TransportContext} ctx @returns {Transport} */
   function openPoll(opts, ctx) {
     const wait = sleeper();
     let closed = false;
+    /** @type {AbortController | null} */
     let controller = null;
 
     (async function loop() {
@@ -275,12 +372,13 @@
         // A long-poll that has not failed is the live state of this
         // transport, even while it waits for the first event.
         if (failures === 0) ctx.status('polling');
-        controller = new AbortController();
-        const deadline = setTimeout(() => controller.abort(), POLL_TIMEOUT_S * 1000 + POLL_SLACK_MS);
+        const abort = new AbortController();
+        controller = abort;
+        const deadline = setTimeout(() => abort.abort(), POLL_TIMEOUT_S * 1000 + POLL_SLACK_MS);
         let pause = 0;
         try {
           const url = endpoint(opts, 'poll', {since_id: ctx.cursor(), timeout: POLL_TIMEOUT_S});
-          const res = await fetch(url, fetchOptions(opts, controller.signal));
+          const res = await fetch(url, fetchOptions(opts, abort.signal));
           if (res.status === 401 || res.status === 403) {
             ctx.status('unauthorized');
             failures++;
@@ -299,7 +397,7 @@
         } catch (err) {
           if (closed) break;
           // A TypeError is "server unreachable"; an abort is our deadline.
-          ctx.status(err.name === 'AbortError' ? 'reconnecting' : 'offline');
+          ctx.status(err instanceof Error && err.name === 'AbortError' ? 'reconnecting' : 'offline');
           pause = backoff(failures++);
         } finally {
           clearTimeout(deadline);
@@ -314,25 +412,167 @@
     };
   }
 
+  /**
+   * Tab sharing, its own unit: one tab per browser holds the connection
+   * (the Web Lock `tornado-sse-leader:<key>`), fans events out over a
+   * BroadcastChannel and keeps the last HISTORY_SIZE for tabs that join
+   * late; the others deliver what it sends. The protocol: a joining tab
+   * posts `hello` (its cursor); the leader answers `welcome` (the events
+   * after that cursor, or null when they are gone, plus its status); the
+   * leader posts `event`, `reset` and `status` as they happen.
+   *
+   * `tab` is the subscription seen from here: cursor(), deliver(event)
+   * (false when a duplicate), reset(lastId), status(s) (false when
+   * unchanged), currentStatus(), lead() (open the connection: this tab is
+   * the leader now) and wake() (retry the connection now).
+   *
+   * @param {string} key @param {Tab} tab @returns {Share}
+   */
+  function shareTabs(key, tab) {
+    const tabId = Math.random().toString(36).slice(2); // addresses the welcome
+    const channel = new BroadcastChannel('tornado-sse:' + key);
+    const lockAbort = new AbortController();
+    /** @type {(() => void) | null} */
+    let releaseLock = null;
+    let leading = false;
+    let closed = false;
+    // Leader only: what it has fanned out, for tabs that join late.
+    /** @type {SseEvent[]} */
+    let history = [];
+    let historyFrom = tab.cursor();
+    // Follower only: events that arrive before the leader answered hello.
+    /** @type {{buffer: SseEvent[], timer: ReturnType<typeof setTimeout>} | null} */
+    let joining = {buffer: [], timer: setTimeout(() => finishJoining(null), HELLO_TIMEOUT_MS)};
+
+    /** @param {object} message */
+    function post(message) {
+      if (!closed) channel.postMessage(message);
+    }
+
+    /** The leader's answer to hello (or null: no answer / we lead now). @param {any} answer */
+    function finishJoining(answer) {
+      if (!joining) return;
+      const {buffer, timer} = joining;
+      joining = null;
+      clearTimeout(timer);
+      if (answer && answer.events === null) tab.reset(answer.lastId);
+      /** @type {SseEvent[]} */
+      const events = [...(answer ? answer.events || [] : []), ...buffer];
+      events.sort((a, b) => Number(a.id) - Number(b.id)).forEach((e) => tab.deliver(e));
+      if (answer && answer.status) tab.status(answer.status);
+    }
+
+    /** @param {any} hello */
+    function welcome(hello) {
+      // Events after the joiner's cursor, or null when they are gone.
+      const events = hello.since == null ? []
+        : historyFrom != null && hello.since < historyFrom ? null
+          : history.filter((e) => Number(e.id) > hello.since);
+      post({type: 'welcome', to: hello.from, events, lastId: tab.cursor(), status: tab.currentStatus()});
+      // Perhaps it has just logged in: retry now if we were waiting.
+      tab.wake();
+    }
+
+    /** @param {any} msg */
+    function follow(msg) {
+      if (msg.type === 'event') {
+        if (joining) joining.buffer.push(msg.event); else tab.deliver(msg.event);
+      } else if (msg.type === 'reset') {
+        if (joining) joining.buffer = [];
+        tab.reset(msg.lastId);
+      } else if (msg.type === 'status') {
+        tab.status(msg.status);
+      }
+    }
+
+    channel.onmessage = ({data: msg}) => {
+      if (closed) return;
+      if (msg.type === 'hello') {
+        if (leading) welcome(msg);
+      } else if (msg.type === 'welcome') {
+        if (msg.to === tabId) finishJoining(msg);
+      } else if (!leading) {
+        // A leader trusts only its own connection: what a former leader
+        // sent during the handover reaches it again, or already did.
+        follow(msg);
+      }
+    };
+
+    post({type: 'hello', from: tabId, since: tab.cursor()});
+    tab.status('reconnecting');
+    navigator.locks.request('tornado-sse-leader:' + key, {signal: lockAbort.signal}, () => {
+      if (closed) return undefined; // granted just as we closed: pass it on
+      finishJoining(null);
+      history = [];
+      historyFrom = tab.cursor();
+      leading = true;
+      tab.lead();
+      // Hold the lock until close() or until this tab goes away.
+      return new Promise((resolve) => { releaseLock = () => resolve(undefined); });
+    }).catch(() => { /* AbortError: closed while waiting for the lock */ });
+
+    return {
+      get leading() { return leading; },
+      event(event) {
+        history.push(event);
+        if (history.length > HISTORY_SIZE) historyFrom = Number(history.shift()?.id);
+        post({type: 'event', event});
+      },
+      reset(lastId) {
+        history = [];
+        historyFrom = lastId;
+        post({type: 'reset', lastId});
+      },
+      status(s) {
+        post({type: 'status', status: s});
+      },
+      close() {
+        closed = true;
+        if (joining) clearTimeout(joining.timer);
+        if (releaseLock) releaseLock(); else lockAbort.abort();
+        channel.close();
+      },
+    };
+  }
+
+  /**
+   * The same interface for a tab on its own (no Web Locks or
+   * BroadcastChannel, or shared: false): it leads at once, shares nothing.
+   * @param {Tab} tab @returns {Share}
+   */
+  function alone(tab) {
+    tab.lead();
+    return {
+      get leading() { return true; },
+      event() {},
+      reset() {},
+      status() {},
+      close() {},
+    };
+  }
+
+  /**
+   * Subscribe: the cursor and de-duplication live here; tab sharing
+   * (shareTabs), stall detection (stallWatch, inside openSse) and the
+   * transports are composed, each knowing only what it is told.
+   *
+   * @param {SubscribeOptions} options
+   * @param {(event: SseEvent) => void} onEvent
+   * @param {{onStatus?: (status: string) => void, onReset?: (lastId: number) => void}} [callbacks]
+   */
   function subscribe(options, onEvent, {onStatus, onReset} = {}) {
     const opts = normalize(options);
     const key = JSON.stringify([opts.base.href, opts.topics, opts.staffId, opts.productId, opts.transport]);
-    const tabId = Math.random().toString(36).slice(2); // addresses the welcome
     let last = opts.since; // id of the last event delivered here
+    /** @type {string | null} */
     let status = null;
     let closed = false;
+    /** @type {Transport | null} */
     let transport = null; // set while this tab is the leader
-    let channel = null;
-    let releaseLock = null;
-    const lockAbort = new AbortController();
+    /** @type {Share | null} */
+    let share = null;
 
-    // Leader only: what it has fanned out, for tabs that join late.
-    let history = [];
-    let historyFrom = last;
-
-    // Follower only: events that arrive before the leader answered hello.
-    let joining = null;
-
+    /** @param {SseEvent} event */
     function deliver(event) {
       const id = Number(event.id);
       if (closed || (last != null && id <= last)) return false;
@@ -341,11 +581,13 @@
       return true;
     }
 
+    /** @param {number} lastId */
     function resetTo(lastId) {
       last = lastId;
       safely(onReset, lastId);
     }
 
+    /** @param {string} s */
     function setStatus(s) {
       if (s === status || closed) return false;
       status = s;
@@ -353,110 +595,49 @@
       return true;
     }
 
-    function post(message) {
-      if (channel) channel.postMessage(message);
-    }
-
+    /** @type {TransportContext} */
     const ctx = {
       cursor: () => last,
       deliver(event) {
-        if (!deliver(event)) return;
-        history.push(event);
-        if (history.length > HISTORY_SIZE) historyFrom = Number(history.shift().id);
-        post({type: 'event', event});
+        if (deliver(event) && share) share.event(event);
       },
       reset(lastId) {
-        history = [];
-        historyFrom = lastId;
+        if (share) share.reset(lastId);
         resetTo(lastId);
-        post({type: 'reset', lastId});
       },
       advance(id) {
         if (Number.isFinite(id) && (last == null || id > last)) last = id;
       },
       status(s) {
-        if (setStatus(s)) post({type: 'status', status: s});
+        if (setStatus(s) && share) share.status(s);
       },
       fallback() {
-        transport.close();
+        if (transport) transport.close();
         transport = openPoll(opts, ctx);
       },
     };
 
-    function lead() {
-      finishJoining(null);
-      history = [];
-      historyFrom = last;
-      const useSse = opts.transport !== 'poll' && typeof root.EventSource === 'function';
-      transport = useSse ? openSse(opts, ctx) : openPoll(opts, ctx);
-    }
-
-    // The leader's answer to hello (or null: no answer / we lead now).
-    function finishJoining(answer) {
-      if (!joining) return;
-      const {buffer, timer} = joining;
-      joining = null;
-      clearTimeout(timer);
-      if (answer && answer.events === null) resetTo(answer.lastId);
-      const events = [...(answer ? answer.events || [] : []), ...buffer];
-      events.sort((a, b) => a.id - b.id).forEach(deliver);
-      if (answer && answer.status) setStatus(answer.status);
-    }
-
-    function welcome(hello) {
-      // Events after the joiner's cursor, or null when they are gone.
-      const events = hello.since == null ? []
-        : hello.since < historyFrom ? null
-          : history.filter((e) => Number(e.id) > hello.since);
-      post({type: 'welcome', to: hello.from, events, lastId: last, status});
-      // Perhaps it has just logged in: retry now if we were waiting.
-      transport.wake();
-    }
-
-    function follow(msg) {
-      if (msg.type === 'event') {
-        if (joining) joining.buffer.push(msg.event); else deliver(msg.event);
-      } else if (msg.type === 'reset') {
-        if (joining) joining.buffer = [];
-        resetTo(msg.lastId);
-      } else if (msg.type === 'status') {
-        setStatus(msg.status);
-      }
-    }
-
-    function onMessage({data: msg}) {
-      if (closed) return;
-      if (msg.type === 'hello') {
-        if (transport) welcome(msg);
-      } else if (msg.type === 'welcome') {
-        if (msg.to === tabId) finishJoining(msg);
-      } else if (!transport) {
-        // A leader trusts only its own connection: what a former leader
-        // sent during the handover reaches it again, or already did.
-        follow(msg);
-      }
-    }
+    /** @type {Tab} */
+    const tab = {
+      cursor: () => last,
+      deliver,
+      reset: resetTo,
+      status: setStatus,
+      currentStatus: () => status,
+      lead() {
+        const useSse = opts.transport !== 'poll' && typeof root.EventSource === 'function';
+        transport = useSse ? openSse(opts, ctx) : openPoll(opts, ctx);
+      },
+      wake() { if (transport) transport.wake(); },
+    };
 
     const canShare = opts.shared && root.navigator && navigator.locks
       && typeof root.BroadcastChannel === 'function';
     const onOnline = () => { if (transport) transport.wake(); };
     root.addEventListener('online', onOnline);
-
-    if (canShare) {
-      channel = new BroadcastChannel('tornado-sse:' + key);
-      channel.onmessage = onMessage;
-      joining = {buffer: [], timer: setTimeout(() => finishJoining(null), HELLO_TIMEOUT_MS)};
-      post({type: 'hello', from: tabId, since: last});
-      setStatus('reconnecting');
-      navigator.locks.request('tornado-sse-leader:' + key, {signal: lockAbort.signal}, () => {
-        if (closed) return undefined; // granted just as we closed: pass it on
-        lead();
-        // Hold the lock until close() or until this tab goes away.
-        return new Promise((resolve) => { releaseLock = resolve; });
-      }).catch(() => { /* AbortError: closed while waiting for the lock */ });
-    } else {
-      lead();
-    }
+    // alone() opens the transport at once, and a poll reports its status
+    // synchronously, before `share` is set: there is nobody to tell yet.
+    share = canShare ? shareTabs(key, tab) : alone(tab);
 
     return {
       // Whether this tab holds the connection (others receive from it).
@@ -465,10 +646,8 @@
         if (closed) return;
         closed = true;
         root.removeEventListener('online', onOnline);
-        if (joining) clearTimeout(joining.timer);
         if (transport) transport.close();
-        if (releaseLock) releaseLock(); else lockAbort.abort();
-        if (channel) channel.close();
+        if (share) share.close();
       },
     };
   }
