@@ -7,7 +7,7 @@ import pytest
 from tests.fix_db import execute
 from tests.fix_directory import add_directory
 from tests.fix_server import admin_token, auth, staff_token
-from tests.sse_client import Response, request
+from tornado_sse.testing.sse_client import Response, request
 
 
 async def get_directory(server, headers: dict[str, str]) -> Response:
