@@ -17,7 +17,7 @@ from tests.fix_db import execute, insert_appointment
 from tests.fix_server import SECRET, admin_token, auth, staff_token
 from tornado_sse.auth import Authenticator, issue_token
 from tornado_sse.settings import Settings, SettingsError
-from tornado_sse.testing.sse_client import SSEConnection, open_stream, request
+from tornado_sse.testing.sse_client import Response, SSEConnection, open_stream, request
 
 STREAM_PATHS = ["/sse", "/wc-appointments/v2/sse", "/wp-json/wc-appointments/v2/sse"]
 
@@ -42,6 +42,9 @@ def assert_wp_error(body: dict, status: int, code: str = "rest_forbidden") -> No
     assert body["code"] == code
     assert isinstance(body["message"], str) and body["message"]
     assert body["data"]["status"] == status
+    if status == 401:  # SPEC §4: every 401 has exactly the seed's body
+        assert body == {"code": "rest_forbidden", "message": "Sorry, you are not allowed to do that.",
+                        "data": {"status": 401}}
 
 
 # -- rejected tokens -----------------------------------------------------------
@@ -225,9 +228,10 @@ async def test_stream_ends_at_token_expiry_and_a_fresh_token_resumes_without_los
     assert await conn.wait_end(6) == "finished"
     assert time.monotonic() - started < 4
     insert_appointment(db)  # committed while the client is away
-    status, body = await status_of(server.url + "/sse", {**auth(short), "Last-Event-ID": first.id})
-    assert status == 401
-    assert "expired" in body["message"]
+    resp = await request(server.url + "/sse", headers={**auth(short), "Last-Event-ID": first.id})
+    assert isinstance(resp, Response) and resp.status == 401
+    challenge = resp.headers["www-authenticate"]
+    assert 'error="invalid_token"' in challenge and "expired" in challenge, challenge
     conn = await open_stream(server.url + "/sse", {**auth(), "Last-Event-ID": first.id})
     assert (await conn.next()).json()["id"] == int(first.id) + 1
     conn.close()

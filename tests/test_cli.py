@@ -66,7 +66,8 @@ def test_help_lists_every_option_with_its_variable_and_default() -> None:
         entry = re.search(re.escape(flag) + r" V (.*?\])", text)
         assert entry, f"{flag} missing from --help"
         variable = env_name(field.name) + (" or DATABASE_URL" if field.name == "dsn" else "")
-        assert entry.group(1).endswith(f"[env {variable}; default {shown_default(field.default)}]")
+        default = "auto" if field.name == "max_connections" else shown_default(field.default)
+        assert entry.group(1).endswith(f"[env {variable}; default {default}]")
 
 
 def test_migrate_says_nothing_is_pending_on_a_migrated_database(db: str) -> None:

@@ -3,16 +3,18 @@
 The server fixes the algorithm list (a token's ``alg`` header never chooses
 it, which defeats ``alg: none`` and HS256-signed-with-the-public-key
 attacks), requires ``exp``, honours ``nbf``, and checks ``aud``/``iss`` when
-configured. Tokens are never logged: :func:`redact` masks them wherever a
-URL or header reaches a log line.
+configured. Tokens are never logged: :func:`redact_uri` masks them wherever
+a request target reaches a log line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
-import re
 import secrets
 import time
+from urllib.parse import parse_qsl, quote
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,22 @@ QUERY_SOURCES = ("token", "nonce", "_wpnonce")
 ROLES = ("admin", "staff")
 SECRET_FILE = "jwt_secret"
 
-_REDACT = re.compile(r"(?i)\b(token|nonce|_wpnonce)=[^&\s\"]*")
+#: The largest staff id a claim may carry (a PostgreSQL bigint).
+MAX_ID = 2 ** 63 - 1
+#: The latest ``exp`` accepted: 9999-12-31, past which dates cannot be held.
+MAX_EXP = 253402300799
 
-
-def redact(text: str) -> str:
-    """Mask token values in a URL or log text: ``token=***``."""
-    return _REDACT.sub(lambda m: m.group(1) + "=***", text)
+def redact_uri(uri: str) -> str:
+    """A request target safe to log: every query parameter whose *decoded*
+    name is a token source is masked, however the name was spelt on the wire
+    (``%74oken`` is ``token`` to the server, so it is to the log too)."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")
+    shown = [f"{quote(k, safe='')}={'***' if k.strip().lower() in QUERY_SOURCES else quote(v, safe='')}"
+             for k, v in pairs]
+    return path + "?" + "&".join(shown)
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class Principal:
     role: str
     staff_id: int | None
     expires_at: float | None  # epoch seconds
+    #: Stands for the token in per-token limits without keeping the token.
+    token_key: str = ""
 
     @property
     def audience_staff_id(self) -> int | None:
@@ -91,7 +105,7 @@ class Authenticator:
         """The request's principal, or ApiError 401/403 (SPEC §4)."""
         token = find_token(request)
         if token is None:
-            raise unauthorized("Authentication required: send a token.")
+            raise unauthorized("no token was sent", error="invalid_request")
         return self.check(token)
 
     def check(self, token: str) -> Principal:
@@ -101,25 +115,44 @@ class Authenticator:
                 audience=self._audience, issuer=self._issuer, leeway=self._leeway,
                 options={"require": ["exp"], "verify_aud": self._audience is not None})
         except jwt.ExpiredSignatureError:
-            raise unauthorized("The token has expired.") from None
+            raise unauthorized("the token has expired") from None
         except jwt.ImmatureSignatureError:
-            raise unauthorized("The token is not valid yet.") from None
-        except jwt.PyJWTError:
-            raise unauthorized("The token is invalid.") from None
+            raise unauthorized("the token is not valid yet") from None
+        except jwt.InvalidSignatureError:
+            raise unauthorized("the token signature does not verify") from None
+        except jwt.InvalidAlgorithmError:
+            raise unauthorized("the token is signed with an algorithm this server does not accept") from None
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError) as exc:
+            raise unauthorized(f"the token is not for this server ({exc})") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise unauthorized(f"the token lacks a claim ({exc})") from None
+        except (jwt.PyJWTError, OverflowError, ValueError, TypeError, RecursionError):
+            # PyJWT lets a few hostile claims through as plain errors
+            # (exp = 10**400 overflows a float comparison).
+            raise unauthorized("the token is malformed") from None
         role = _role(claims)
         if role is None:
             raise forbidden("Only admins and staff may listen.")
-        staff_id = claims.get("staff_id")
-        if role == "staff":
-            if isinstance(staff_id, str) and staff_id.isdigit():
-                staff_id = int(staff_id)
-            if not isinstance(staff_id, int) or isinstance(staff_id, bool) or staff_id < 1:
-                raise unauthorized("A staff token must carry a numeric staff_id.")
-        else:
-            staff_id = None
+        staff_id = _staff_id(claims.get("staff_id")) if role == "staff" else None
+        if role == "staff" and staff_id is None:
+            raise unauthorized("a staff token must carry a staff_id of ASCII digits")
         exp = claims.get("exp")
-        return Principal(role=role, staff_id=staff_id,
-                         expires_at=float(exp) + self._leeway if exp is not None else None)
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp > MAX_EXP \
+                or (isinstance(exp, float) and not math.isfinite(exp)):
+            raise unauthorized("the token's exp is out of range")
+        return Principal(role=role, staff_id=staff_id, expires_at=float(exp) + self._leeway,
+                         token_key=hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:24])
+
+
+def _staff_id(value: Any) -> int | None:
+    """A claim's staff id: a positive bigint, as a number or ASCII digits
+    (``isdigit()`` alone accepts "²" and "١٢", which ``int()`` then rejects
+    or reads differently)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        return None
+    return value
 
 
 def _role(claims: dict[str, Any]) -> str | None:

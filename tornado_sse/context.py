@@ -11,6 +11,7 @@ from .auth import Authenticator
 from .hub import Hub
 from .listener import Listener
 from .metrics import Metrics
+from .quota import StreamQuota
 from .settings import Settings
 from .stream import Ticker
 
@@ -26,5 +27,6 @@ class Context:
     ticker: Ticker
     auth: Authenticator
     metrics: Metrics
+    quota: StreamQuota
     #: Requests being handled now; shutdown lets them finish (bounded).
     inflight: int = 0

@@ -14,11 +14,13 @@ class ApiError(Exception):
     """An error with its HTTP status, WordPress code and message."""
 
     def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None,
-                 **data: Any) -> None:
+                 headers: dict[str, str] | None = None, **data: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.data = status, code, message, data
         #: Seconds for a ``Retry-After`` header (503, 429).
         self.retry_after = retry_after
+        #: Further response headers (``WWW-Authenticate``).
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         """The JSON body: ``{"code", "message", "data": {"status", ...}}``."""
@@ -32,12 +34,24 @@ def invalid_params(params: dict[str, str]) -> ApiError:
                     "Invalid parameter(s): " + ", ".join(sorted(params)), params=params)
 
 
-def unauthorized(message: str = "Sorry, you are not allowed to do that.") -> ApiError:
-    """401: no token, or one that is malformed, badly signed or expired."""
-    return ApiError(401, "rest_forbidden", message)
+#: The one body every 401 and 403 has (SPEC §4), whatever the cause.
+DENIED = "Sorry, you are not allowed to do that."
 
 
-def forbidden(message: str = "Sorry, you are not allowed to do that.") -> ApiError:
+def unauthorized(description: str, *, error: str = "invalid_token") -> ApiError:
+    """401: no token, or one that is malformed, badly signed or expired.
+
+    The body is always the same (SPEC §4); what was wrong goes in the
+    ``WWW-Authenticate`` challenge (RFC 6750 §3): ``invalid_request`` when
+    no usable token was sent, ``invalid_token`` for one that fails, with an
+    ``error_description`` a client or a log can tell expired from forged by.
+    """
+    text = description.replace("\\", "").replace('"', "'")
+    challenge = f'Bearer realm="tornado_sse", error="{error}", error_description="{text}"'
+    return ApiError(401, "rest_forbidden", DENIED, headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(message: str = DENIED) -> ApiError:
     """403: a valid token whose role may not do this."""
     return ApiError(403, "rest_forbidden", message)
 
@@ -49,6 +63,13 @@ def not_found(message: str = "No route was found matching the URL and request me
 def unavailable(message: str = "The database is unreachable; try again shortly.") -> ApiError:
     """503 while the database is down, for a request that needs it."""
     return ApiError(503, "rest_unavailable", message, retry_after=5, reason="unreachable")
+
+
+def too_many_streams(limit: int) -> ApiError:
+    """429: this token already has ``limit`` open streams (others unaffected)."""
+    return ApiError(429, "rest_too_many_streams",
+                    f"This token already has {limit} open streams; close one or retry later.",
+                    retry_after=10)
 
 
 def busy(message: str = "The database is busy; try again shortly.") -> ApiError:

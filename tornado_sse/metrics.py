@@ -32,6 +32,11 @@ class Metrics:
                                   registry=r)
         self.bytes_sent = Counter("tornado_sse_bytes_sent", "Event bytes handed to live SSE streams",
                                   registry=r)
+        self.refused = Counter("tornado_sse_refused", "Requests and connections refused by a limit, by limit",
+                               ["limit"], registry=r)
+        self.connections = Gauge("tornado_sse_open_connections", "Open client connections", registry=r)
+        self.connection_limit = Gauge("tornado_sse_connection_limit",
+                                      "Connections this process accepts at once (0: no cap)", registry=r)
         self.resets = Counter("tornado_sse_resets", "Reset frames or poll resets sent", registry=r)
         self.listener_reconnects = Gauge("tornado_sse_listener_reconnects",
                                          "Times the LISTEN connection was re-established", registry=r)

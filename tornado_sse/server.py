@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 from collections.abc import Callable
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
@@ -33,10 +33,12 @@ from .auth import Authenticator
 from .collector import quiet_collector
 from .context import Context
 from .database import DatabaseError, check_connection
+from .edge import GuardedHTTPServer, connection_budget, raise_open_file_limit
 from .hub import Hub
 from .listener import Backoff, Listener
 from .metrics import Metrics
 from .migrate import migrate
+from .quota import StreamQuota
 from .settings import Settings, SettingsError
 from .supervisor import supervise
 from .stream import END_SHUTDOWN, Ticker
@@ -74,8 +76,9 @@ class Server:
         listener = Listener(dsn, hub, check_interval=check_interval,
                             check_timeout=check_timeout, on_batch=metrics.published)
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
-                           ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics)
-        self._http: HTTPServer | None = None
+                           ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
+                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams))
+        self._http: GuardedHTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
         self._retention = PeriodicCallback(self._run_retention, RETENTION_EVERY * 1000)
         self.port = s.port
@@ -85,10 +88,20 @@ class Server:
         ctx = self.ctx
         await ctx.pool.open(wait=False)  # the pool keeps trying in the background
         ctx.ticker.start()
-        self._http = HTTPServer(make_app(ctx))
+        s = self.settings
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        budget = connection_budget(s, open_files)
+        refused = ctx.metrics.refused.labels("connections")
+        self._http = GuardedHTTPServer(
+            make_app(ctx), max_connections=budget, on_refuse=refused.inc,
+            idle_connection_timeout=s.header_timeout or None, body_timeout=s.body_timeout or None,
+            max_body_size=s.max_body_size, max_buffer_size=max(s.max_body_size, 1 << 20) + (64 << 10))
         if sockets is None:
             sockets = bind_sockets(self.settings.port, self.settings.host)
         self._http.add_sockets(sockets)
+        http = self._http
+        ctx.metrics.connection_limit.set(budget)
+        ctx.metrics.connections.set_function(lambda: http.open_connections)
         self.port = sockets[0].getsockname()[1]
         self._bootstrap = asyncio.create_task(self._connect(), name="tornado_sse.bootstrap")
 
@@ -175,6 +188,11 @@ def serve(settings: Settings, *, on_listening: Callable[[str], None] | None = No
                             f"{exc.strerror}") from None
     Authenticator(settings)  # a key that does not fit fails here, with one line
     processes = settings.processes or os.cpu_count() or 1
+    open_files = raise_open_file_limit()
+    budget = connection_budget(settings, open_files)
+    log.info("open-file limit %d; up to %s connections per process; %d database connections per "
+             "process (%d pooled + 2 for the listener)", open_files, budget or "unlimited",
+             settings.pool_size + 2, settings.pool_size)
     url = _url(settings.host, sockets[0].getsockname()[1])
     announce = on_listening or (lambda _url: None)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -27,6 +28,10 @@ COMMANDS = ("serve", "migrate", "psql", "token", "simulate")
 #: Algorithms the server may be configured with. ``none`` is never accepted.
 SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                         "ES256", "ES384", "ES512")
+
+
+#: RFC 7518 §3.2: HS256 keys must be at least 256 bits.
+MIN_HMAC_SECRET = 32
 
 
 class SettingsError(Exception):
@@ -65,6 +70,12 @@ class Settings:
     db_lock_timeout: float = 3.0  # seconds a write waits for a row lock (0: no limit)
     db_statement_timeout: float = 10.0  # seconds a write or snapshot statement may run (0: no limit)
     embedded_idle_timeout: float = 600.0  # seconds a transaction may idle in the embedded DB, 0 = off
+    header_timeout: float = 10.0  # s for complete request headers (new or kept-alive connection)
+    body_timeout: float = 30.0  # s for a request body
+    max_body_size: int = 1024 * 1024  # bytes; larger is 413 before the body is read
+    max_connections: int | None = None  # open connections per process; None: from the open-file limit
+    max_streams_per_token: int = 100  # open SSE streams and polls per token (0: no limit)
+    max_streams: int = 0  # open SSE streams and polls per process (0: bounded by max_connections)
     log_level: str = "info"
     log_format: str = "text"  # text, or json: one object per line for log shippers
 
@@ -104,7 +115,14 @@ def _opt_str(v: str) -> str | None:
 
 
 def _int(v: str) -> int:
-    return int(v.strip())
+    text = v.strip()
+    if not re.fullmatch(r"-?[0-9]+", text):  # int() also takes "+5", "5_0", "١٢"
+        raise ValueError(v)
+    return int(text)
+
+
+def _opt_int(v: str) -> int | None:
+    return None if v.strip().lower() in ("", "auto") else _int(v)
 
 
 def _float(v: str) -> float:
@@ -147,6 +165,13 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("db_lock_timeout", _float, "seconds a write waits for a row lock before 503 (0: no limit)"),
     ("db_statement_timeout", _float, "seconds a write or snapshot statement may run before 503 (0: no limit)"),
     ("embedded_idle_timeout", _float, "embedded PostgreSQL: end a session idle in a transaction this long, s (0: off)"),
+    ("header_timeout", _float, "seconds for complete request headers on a new or kept-alive connection (0: no limit)"),
+    ("body_timeout", _float, "seconds for a request body (0: no limit)"),
+    ("max_body_size", _int, "largest request body, bytes; larger is 413 before it is read"),
+    ("max_connections", _opt_int, "open connections per process, then 503 (auto: the open-file limit minus room "
+                                  "for database connections and files; 0: no limit)"),
+    ("max_streams_per_token", _int, "open streams and polls per token, then 429 (0: no limit)"),
+    ("max_streams", _int, "open streams and polls per process, then 503 (0: only max-connections bounds them)"),
     ("log_level", _str, "debug, info, warning or error"),
     ("log_format", _str, "text, or json: one JSON object per line for log shippers"),
 ]
@@ -187,7 +212,7 @@ def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
             if isinstance(default, tuple):
                 default = ",".join(default) or "none"
             elif default is None:
-                default = "none"
+                default = "auto" if name == "max_connections" else "none"
             env = env_name(name) + (" or DATABASE_URL" if name == "dsn" else "")
             group.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
                                metavar="V", help=f"{text} [env {env}; default {default}]")
@@ -254,13 +279,22 @@ def _validate(s: Settings) -> None:
         raise bad("poll_timeout", "must be more than 0 and at most 60 seconds")
     if s.max_buffer < 4096:
         raise bad("max_buffer", "must be at least 4096 bytes")
-    for name in ("window", "window_bytes", "db_lock_timeout", "db_statement_timeout"):
+    for name in ("window", "window_bytes", "db_lock_timeout", "db_statement_timeout", "header_timeout",
+                 "body_timeout", "max_streams_per_token", "max_streams"):
         if getattr(s, name) < 0:
             raise bad(name, "must not be negative")
     if s.retention <= 0:
         raise bad("retention", "must be more than 0 days")
     if not 0 <= s.embedded_idle_timeout <= 2_147_483:  # the server's limit: 2^31-1 ms
         raise bad("embedded_idle_timeout", "must be 0 (off) to 2147483 seconds")
+    if s.max_body_size < 1024:
+        raise bad("max_body_size", "must be at least 1024 bytes")
+    if s.max_connections is not None and s.max_connections < 0:
+        raise bad("max_connections", "must not be negative")
+    if s.jwt_secret is not None and len(s.jwt_secret.encode("utf-8")) < MIN_HMAC_SECRET:
+        # RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+        raise bad("jwt_secret", f"is shorter than {MIN_HMAC_SECRET} bytes; use e.g. "
+                                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     if s.pool_size < 1:
         raise bad("pool_size", "must be at least 1")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -17,6 +17,14 @@ APPOINTMENT_STATUSES = ("unpaid", "pending-confirmation", "confirmed", "paid", "
 CUSTOMER_STATUSES = ("expected", "arrived", "no-show")
 SCOPES = ("global", "product", "staff")
 _MAX_BIGINT = 2 ** 63 - 1
+#: staff_ids per appointment (SPEC §7): each id is copied into every event's
+#: audience and into the resume window.
+MAX_STAFF_IDS = 100
+#: Text fields (SPEC §7).
+MAX_TEXT = 1000
+#: Times PostgreSQL and every client can hold: years 1 to 9999, in UTC.
+_EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc)
+_LATEST = dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc)
 
 
 class Invalid(ValueError):
@@ -24,21 +32,34 @@ class Invalid(ValueError):
 
 
 def parse_time(value: Any) -> dt.datetime:
-    """Epoch seconds (number or digit string) or ISO 8601; naive means UTC."""
+    """Epoch seconds (number or ASCII digit string) or ISO 8601; naive means
+    UTC. The result lies in years 1-9999 in UTC, with a day to spare on each
+    side, so adding a default span or converting to UTC cannot overflow."""
     if isinstance(value, bool):
         raise Invalid("must be epoch seconds or an ISO 8601 date-time")
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+    digits = isinstance(value, str) and value.strip().removeprefix("-").isascii() \
+        and value.strip().removeprefix("-").isdigit()
+    if isinstance(value, (int, float)) or digits:
         try:
-            return dt.datetime.fromtimestamp(float(value), tz=dt.timezone.utc)
+            parsed = dt.datetime.fromtimestamp(float(value), tz=dt.timezone.utc)
         except (OverflowError, OSError, ValueError):
             raise Invalid("is out of range") from None
-    if isinstance(value, str):
+    elif isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise Invalid("must be epoch seconds or an ISO 8601 date-time") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-    raise Invalid("must be epoch seconds or an ISO 8601 date-time")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    else:
+        raise Invalid("must be epoch seconds or an ISO 8601 date-time")
+    try:
+        utc = parsed.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise Invalid("is out of range") from None
+    if not _EARLIEST <= utc <= _LATEST:
+        raise Invalid("is out of range (years 1 to 9999)")
+    return utc
 
 
 def _id(value: Any) -> int:
@@ -52,8 +73,8 @@ def _opt_id(value: Any) -> int | None:
 
 
 def _id_list(value: Any) -> list[int]:
-    if not isinstance(value, list):
-        raise Invalid("must be a list of positive integers")
+    if not isinstance(value, list) or len(value) > MAX_STAFF_IDS:
+        raise Invalid(f"must be a list of at most {MAX_STAFF_IDS} positive integers")
     return [_id(v) for v in value]
 
 
@@ -80,13 +101,20 @@ def _cost(value: Any) -> Decimal:
         raise Invalid("must be a non-negative amount like \"50.00\"") from None
     if not amount.is_finite() or amount < 0 or amount >= Decimal("1e10"):
         raise Invalid("must be a non-negative amount below 10000000000")
-    return amount.quantize(Decimal("0.01"))
+    rounded = amount.quantize(Decimal("0.01"))
+    if rounded >= Decimal("1e10"):  # "9999999999.999" rounds past numeric(12,2)
+        raise Invalid("must be a non-negative amount below 10000000000")
+    return rounded
 
 
 def _text(limit: int) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str) or len(value) > limit or "\0" in value:
             raise Invalid(f"must be text of at most {limit} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") has no UTF-8
+            raise Invalid("must be valid Unicode text (no lone surrogates)") from None
         return value
     return check
 
@@ -130,7 +158,7 @@ _AVAILABILITY: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "priority": ("priority", _int),
     "qty": ("qty", _int),
     "ordering": ("ordering", _int),
-    "rrule": ("rrule", _opt_text(1000)),
+    "rrule": ("rrule", _opt_text(MAX_TEXT)),
 }
 
 

@@ -65,7 +65,7 @@ class ResourceHandler(BaseHandler):
             # without a CORS preflight.
             raise ApiError(415, "rest_invalid_content_type", "Send the body as application/json.")
         try:
-            return json.loads(self.request.body or b"null")
+            return json.loads(self.body or b"null")
         except (ValueError, RecursionError):
             raise invalid_params({"body": "The body is not valid JSON."}) from None
 

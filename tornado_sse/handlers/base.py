@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+from asyncio import Future
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
-from tornado.web import HTTPError, RequestHandler
+from tornado.http1connection import HTTP1Connection
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
-from ..auth import redact
+from ..auth import MAX_ID, redact_uri
 from ..errors import ApiError, busy, invalid_params, unavailable
 
 if TYPE_CHECKING:
@@ -42,18 +44,94 @@ def database_error(exc: Exception) -> ApiError | None:
 _TORNADO_CODES = {404: "rest_no_route", 405: "rest_no_route", 400: "rest_invalid_request"}
 
 
+#: Methods whose body a handler may read.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@stream_request_body
 class BaseHandler(RequestHandler):
-    """Handlers receive their dependencies through ``initialize`` (no globals)."""
+    """Handlers receive their dependencies through ``initialize`` (no globals).
 
-    ctx: "Context"
+    Every handler streams its request body (``stream_request_body``) so that
+    :meth:`prepare` runs on the headers alone, before a single body byte is
+    read: the size limit is decided on ``Content-Length`` (413), and the
+    token is checked first (401/403), so an anonymous 50 MB POST costs the
+    server nothing but its headers (SPEC §7).
+    """
 
-    def initialize(self, ctx: "Context") -> None:
+    ctx: Context
+    #: This route's body limit in bytes (None: the server's --max-body-size).
+    body_limit: int | None = None
+    #: Whether the token is checked before the body is read (all but /session,
+    #: whose body is the token).
+    auth_before_body = True
+
+    def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
         self._counted = False
+        self._body = bytearray()
+        self._expect_body = False
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         self.ctx.inflight += 1
         self._counted = True
+        self._refuse_repeated_parameters()
+        headers = self.request.headers
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        raw_length = headers.get("Content-Length")
+        self._expect_body = chunked or raw_length not in (None, "", "0")
+        if not self._expect_body:
+            return
+        limit = self.body_limit or self.ctx.settings.max_body_size
+        if raw_length is not None and not chunked:
+            if not (raw_length.isascii() and raw_length.isdigit()):
+                raise invalid_params({"Content-Length": "Content-Length must be ASCII digits."})
+            if int(raw_length) > limit:
+                raise ApiError(413, "rest_body_too_large", f"The request body may be at most {limit} bytes.",
+                               limit=limit)
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.set_max_body_size(limit)  # chunked bodies stop there too
+        if self.request.method in _BODY_METHODS and self.auth_before_body:
+            self.principal()
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body += chunk
+
+    @property
+    def body(self) -> bytes:
+        """The request body, complete once the method handler runs."""
+        return bytes(self._body)
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        future = super().finish(chunk)
+        if self._expect_body and not self._body_complete():
+            # Answered before the body was read (413, 401, ...): close once
+            # the answer is out, rather than read (or misparse) what follows.
+            stream = getattr(self.request.connection, "stream", None)
+            if stream is not None:
+                future.add_done_callback(lambda _f: stream.close())
+        return future
+
+    def _body_complete(self) -> bool:
+        body_future = getattr(self.request, "_body_future", None)
+        return body_future is not None and body_future.done()
+
+    def _refuse_repeated_parameters(self) -> None:
+        """One rule everywhere (README): a parameter given twice is a 400,
+        never "first wins" in one place and "last wins" in another."""
+        repeated = {name: f"{name} is given more than once."
+                    for name, values in self.request.query_arguments.items() if len(values) > 1}
+        if repeated:
+            raise invalid_params(repeated)
+
+    async def head(self, *args: str) -> None:
+        """HEAD wherever GET works (load balancers probe with it)."""
+        if type(self).get is RequestHandler.get:
+            raise HTTPError(405)
+        result = self.get(*args)
+        if result is not None:
+            await result
 
     def on_finish(self) -> None:
         if self._counted:
@@ -104,13 +182,15 @@ class BaseHandler(RequestHandler):
         raw = value if value is not None else self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
-        try:
-            number = int(raw.strip())
-        except ValueError:
-            errors[name] = f"{name} must be an integer."
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+            # ASCII digits only (SPEC §7): int() also reads "+5", "5_0", "١٢".
+            errors[name] = f"{name} must be a whole number in ASCII digits."
             return default
-        if number < minimum or (maximum is not None and number > maximum):
-            bound = f" and at most {maximum}" if maximum is not None else ""
+        number = int(raw)
+        if maximum is None:
+            maximum = MAX_ID  # ids and cursors are bigints
+        if number < minimum or number > maximum:
+            bound = f" and at most {maximum}"
             errors[name] = f"{name} must be at least {minimum}{bound}."
             return default
         return number
@@ -143,8 +223,8 @@ class BaseHandler(RequestHandler):
         self.set_header("Cache-Control", "no-store")
         if error.retry_after is not None:
             self.set_header("Retry-After", str(error.retry_after))
-        if error.status == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="tornado_sse"')
+        for name, value in error.headers.items():
+            self.set_header(name, value)
         self.finish(json.dumps(error.body(), separators=(",", ":")))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -154,10 +234,10 @@ class BaseHandler(RequestHandler):
         if isinstance(value, Exception) and database_error(value) is not None:
             first = str(value).strip().splitlines()
             log.warning("database %s for %s %s: %s", "busy" if isinstance(value, _BUSY) else "unavailable",
-                        self.request.method, redact(self.request.uri or ""),
+                        self.request.method, redact_uri(self.request.uri or ""),
                         first[0] if first else type(value).__name__)
             return
         # Tornado's own version prints the request with its URI and headers,
         # which may carry a token (SPEC §4: never in logs).
         log.error("uncaught exception in %s %s", self.request.method,
-                  redact(self.request.uri or ""), exc_info=(typ, value, tb))
+                  redact_uri(self.request.uri or ""), exc_info=(typ, value, tb))

@@ -13,11 +13,9 @@ import asyncio
 import json
 from collections.abc import Sequence
 
-import psycopg
-from psycopg_pool import PoolTimeout
 
 from ..context import Context
-from ..errors import unavailable
+from ..errors import ApiError
 from ..events import Encoding, Event
 from ..filters import Filter
 from ..handover import Handover, Reset
@@ -96,9 +94,15 @@ class PollHandler(BaseHandler):
             self._answer([], hub.last_id)
             return
 
+        quota = self.ctx.quota
+        metrics = self.ctx.metrics
+        try:
+            quota.acquire(principal.token_key)  # a waiting poll holds a socket like a stream
+        except ApiError as exc:
+            metrics.refused.labels("streams_per_token" if exc.status == 429 else "streams").inc()
+            raise
         waiter = self.waiter = PollWaiter(query.filter, hub, query.cursor)
         handover = Handover(hub, self.ctx.pool, waiter, query.cursor)
-        metrics = self.ctx.metrics
         metrics.open_polls.labels(self.route).inc()
         try:
             reset = await handover.check()
@@ -131,11 +135,10 @@ class PollHandler(BaseHandler):
                 newest = events[-1].id
             if not self._finished and not self.gone:
                 self._answer(events, newest)
-        except (psycopg.OperationalError, PoolTimeout):
-            raise unavailable() from None
         finally:
             waiter.close("answered")
             metrics.open_polls.labels(self.route).dec()
+            quota.release(principal.token_key)
 
     def on_connection_close(self) -> None:
         self.gone = True

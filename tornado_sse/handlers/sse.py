@@ -13,16 +13,17 @@ import logging
 import time
 
 import psycopg
+from psycopg_pool import PoolTimeout
 from tornado.iostream import IOStream, StreamClosedError
 
 from .. import sse
 from ..auth import Principal
 from ..context import Context
-from ..errors import unavailable
+from ..errors import ApiError
 from ..handover import Handover
 from ..stream import END_CLOSED, END_ERROR, END_EXPIRED, END_SLOW, END_TIMEOUT, SSEStream
 from .base import BaseHandler
-from .query import parse_stream_query
+from .query import StreamQuery, parse_stream_query
 
 log = logging.getLogger("tornado_sse.sse")
 
@@ -39,28 +40,55 @@ class SSEHandler(BaseHandler):
         self.stream: SSEStream | None = None
         self.who: Principal | None = None
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._last_sign = time.monotonic()
 
     async def get(self) -> None:
         principal = self.who = self.principal()
         errors: dict[str, str] = {}
         query = parse_stream_query(self, principal, errors)
         self.check(errors)
+        quota = self.ctx.quota
+        try:
+            quota.acquire(principal.token_key)  # 429 / 503 before the head
+        except ApiError as exc:
+            self.ctx.metrics.refused.labels("streams_per_token" if exc.status == 429 else "streams").inc()
+            raise
+        try:
+            await self._serve(principal, query)
+        finally:
+            quota.release(principal.token_key)
+
+    async def head(self, *args: str) -> None:
+        """What a GET would answer, without opening a stream."""
+        principal = self.principal()
+        errors: dict[str, str] = {}
+        parse_stream_query(self, principal, errors)
+        self.check(errors)
+        self._stream_headers()
+        self.finish()
+
+    def _stream_headers(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+
+    async def _serve(self, principal: Principal, query: StreamQuery) -> None:
+        """The head goes out first, whatever the server's state: a stream is
+        never refused for a transient reason (SPEC §3), because an
+        EventSource treats any non-200 as final and stops for good."""
         ctx = self.ctx
-        if ctx.hub.closed:
-            # Shutting down (a request on a kept-alive connection): never a
-            # refusal (SPEC §3), but 200, retry: and the end, so the client
-            # comes back, to another server.
-            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.set_header("Cache-Control", "no-cache")
-            self.write(sse.retry(ctx.settings.retry))
-            try:
-                await self.flush()  # a stream's framing (chunked), like every other
-            except StreamClosedError:
-                return
-            self.finish()
+        self._stream_headers()
+        self.write(sse.retry(ctx.settings.retry))
+        try:
+            await self.flush()
+        except StreamClosedError:
             return
-        if query.cursor is not None:
-            self.require_started()
+        if not await self._wait_until_started():
+            # Shutting down (or gone): the end; the client comes back, to
+            # another server or to this one restarted.
+            if not self._finished and not self.done.done():
+                self.finish()
+            return
 
         deadline, reason = self._deadline(principal)
         connection = self.request.connection
@@ -73,25 +101,10 @@ class SSEHandler(BaseHandler):
             max_events=query.max_events or self.route_max_events,
             deadline=deadline, deadline_reason=reason, on_end=self._ended)
         handover = Handover(ctx.hub, ctx.pool, stream, query.cursor)
-        try:
-            reset = await handover.check()
-        except psycopg.Error:
-            stream.end(END_ERROR)
-            raise unavailable() from None
-
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        self.write(sse.retry(ctx.settings.retry))
-        try:
-            await self.flush()
-        except StreamClosedError:
-            stream.end(END_CLOSED)
-            return
         stream.open()
         ctx.metrics.stream_opened(self.route)
-
         try:
+            reset = await handover.check()
             if reset is not None:
                 stream.write_raw(reset.frame())
                 stream.cursor = reset.last_id
@@ -102,11 +115,34 @@ class SSEHandler(BaseHandler):
                     if stream.ended is not None:
                         break
                     await stream.drain()
-        except psycopg.Error as exc:
-            log.warning("replay failed, ending stream: %s", exc)
-            stream.end(END_CLOSED)
+        except (psycopg.Error, PoolTimeout) as exc:
+            # The database went away (or is too busy) mid-resume: end the
+            # stream; the client retries from its cursor after ``retry:``.
+            log.warning("resume failed, ending the stream for a retry: %s", str(exc).strip()[:200])
+            stream.end(END_ERROR)
         handover.release()
         await self.done
+
+    async def _wait_until_started(self) -> bool:
+        """Until the listener has placed the hub in the log (the server is
+        starting, or its database is not there yet), keep the client with
+        keepalives. False if the client left or the server is stopping."""
+        ctx = self.ctx
+        while not ctx.hub.started:
+            if self.done.done() or ctx.hub.closed:
+                return False
+            try:
+                await asyncio.wait_for(ctx.listener.wait_connected(), min(1.0, ctx.settings.keepalive))
+            except asyncio.TimeoutError:
+                pass
+            if time.monotonic() - self._last_sign >= ctx.settings.keepalive:
+                self.write(sse.KEEPALIVE)
+                try:
+                    await self.flush()
+                except StreamClosedError:
+                    return False
+                self._last_sign = time.monotonic()
+        return not (self.done.done() or ctx.hub.closed)
 
     def _deadline(self, principal: Principal) -> tuple[float | None, str]:
         """The earliest of the one-shot timeout and the token's expiry."""

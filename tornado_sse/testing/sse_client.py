@@ -218,7 +218,9 @@ async def request(url: str, *, method: str = "GET", headers: dict[str, str] | No
         status == 200 and resp_headers.get("content-type", "").startswith("text/event-stream"))
     if is_stream:
         return SSEConnection(reader, writer, response, chunked)
-    if "content-length" in resp_headers:
+    if method == "HEAD":
+        pass  # a HEAD answer's headers describe a body that is not sent
+    elif "content-length" in resp_headers:
         response.body = await reader.readexactly(int(resp_headers["content-length"]))
     elif chunked:
         body_parts = []
