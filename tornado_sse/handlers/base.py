@@ -179,7 +179,7 @@ class BaseHandler(RequestHandler):
                 maximum: int | None = None, default: int | None = None,
                 value: str | None = None) -> int | None:
         """An integer query parameter; a bad one is recorded in ``errors``."""
-        raw = value if value is not None else self.get_query_argument(name, None)
+        raw = value if value is not None else self.get_query_argument(name, None, strip=False)
         if raw is None or raw == "":
             return default
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
