@@ -137,3 +137,54 @@ def test_a_failing_subscriber_is_dropped_and_the_others_still_get_the_batch(capl
     assert good.got == [1, 2]
     assert broken.closed == "error" and len(hub) == 1
     assert "subscriber failed" in caplog.text
+
+
+def test_indexed_fan_out_delivers_exactly_what_every_filter_matches():
+    """The staff index must be an optimisation only: with filters of every
+    kind (admin, staff audiences, ?staff_id=, topics, products) and events of
+    every kind, each subscriber gets exactly the events Filter.matches
+    admits, in id order, once."""
+    import random
+
+    rng = random.Random(7)
+    hub = Hub()
+    recorders = []
+    for _ in range(300):
+        flt = Filter(
+            topics=rng.choice([(), ("appointment.created",), ("availability.created",), ("appointment.updated",)]),
+            staff_id=rng.choice([None, None, 1, 2, 3]),
+            product_id=rng.choice([None, None, 456, 457]),
+            audience_staff_id=rng.choice([None, None, 1, 2, 3, 4]),
+        )
+        r = Recorder(filter=flt)
+        hub.subscribe(r)
+        recorders.append(r)
+    events = []
+    for i in range(1, 401):
+        topic = rng.choice(["appointment.created", "appointment.updated", "availability.created"])
+        staff = None if topic.startswith("availability") and rng.random() < 0.5 else \
+            tuple(rng.sample([1, 2, 3, 4, 5], rng.randint(0, 2)))
+        products = None if topic.startswith("availability") else (rng.choice([456, 457]),)
+        events.append(ev(i, topic, staff=staff, products=products))
+    for start in range(0, 400, 37):  # batches of several events
+        hub.publish(events[start:start + 37])
+    for r in recorders:
+        assert r.got == [e.id for e in events if r.filter.matches(e)]
+
+
+def test_a_staff_event_visits_only_its_staff_groups():
+    """Fan-out cost follows deliveries: an appointment of staff 2 is not
+    tested against the groups of 1,000 other staff members."""
+    calls = []
+
+    @dataclass(frozen=True)
+    class Counting(Filter):
+        def matches(self, event: Event) -> bool:
+            calls.append(self.audience_staff_id)
+            return super().matches(event)
+
+    hub = Hub()
+    for staff in range(1, 1001):
+        hub.subscribe(Recorder(filter=Counting(audience_staff_id=staff)))
+    hub.publish([ev(1, staff=(2,))])
+    assert calls == [2]

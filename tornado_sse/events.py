@@ -21,6 +21,8 @@ TOPICS: tuple[str, ...] = (
     "availability.created", "availability.updated", "availability.deleted",
 )
 
+_DECODER = json.JSONDecoder()
+
 #: Columns in the order :meth:`Event.from_row` takes them.
 COLUMNS = ("id, topic, resource, resource_id, payload::text, ts, staff_ids, product_ids,"
            " extract(epoch FROM created_at)::float8")
@@ -48,6 +50,47 @@ class Event:
     def size(self) -> int:
         """Bytes this event holds in memory (its three encodings), roughly."""
         return len(self.json) + len(self.frame) + len(self.chunk)
+
+    @classmethod
+    def from_notification(cls, text: str) -> Event:
+        """Build from a NOTIFY payload that carries the event (sql/002).
+
+        The envelope is the notification's own prefix, up to ``"ts"``: the
+        same bytes :meth:`from_row` builds, cut out rather than decoded and
+        encoded again, so the payload (the bulk) is never parsed. Raises
+        ValueError for anything not in that shape; the listener then reads
+        the log by cursor instead.
+        """
+        cut = text.rfind(',"staff_ids":')
+        ts_at = text.rfind(',"ts":', 0, cut)
+        if not text.startswith('{"id":') or cut < 0 or ts_at < 0:
+            raise ValueError("not an event notification")
+        decode = _DECODER.raw_decode
+        eid, end = decode(text, 6)
+        fields: list[Any] = []
+        for name in ("topic", "resource", "resource_id"):
+            key = f',"{name}":'
+            if not text.startswith(key, end):
+                raise ValueError(f"notification: expected {name}")
+            value, end = decode(text, end + len(key))
+            fields.append(value)
+        if not text.startswith(',"payload":{', end):
+            raise ValueError("notification: expected payload")
+        topic, resource, resource_id = fields
+        ts = int(text[ts_at + 6:cut])
+        tail = json.loads("{" + text[cut + 1:])
+        envelope = text[:cut] + "}"
+        frame = sse.frame(envelope, event=topic, id=eid)
+        staff, products = tail["staff_ids"], tail["product_ids"]
+        if not (isinstance(eid, int) and isinstance(topic, str) and isinstance(resource, str)
+                and isinstance(resource_id, int)) or ts < 0:
+            raise ValueError("notification: unexpected types")
+        return cls(
+            id=eid, topic=topic, resource=resource, resource_id=resource_id,
+            staff_ids=None if staff is None else frozenset(staff),
+            product_ids=None if products is None else frozenset(products),
+            created_at=float(tail["created_at"]), json=envelope, frame=frame, chunk=sse.http_chunk(frame),
+        )
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Event:

@@ -58,11 +58,24 @@ class Subscriber(Protocol):
 _GroupKey = tuple[Filter, Encoding]
 
 
+def _staff_key(flt: Filter) -> int | None:
+    """The staff member whose appointment events alone a filter can match
+    (its audience, else its ?staff_id=); None: it can match any."""
+    return flt.audience_staff_id if flt.audience_staff_id is not None else flt.staff_id
+
+
 class Hub:
     """One per process. Not thread-safe: used from the IOLoop only."""
 
     def __init__(self, *, window: int = 10000, window_bytes: int = 0) -> None:
         self._groups: dict[_GroupKey, set[Subscriber]] = {}
+        # The index that makes fan-out cost per delivery, not per audience:
+        # groups whose filter names a staff member (a staff token's audience,
+        # or ?staff_id=) can only match appointment events of that staff
+        # member, so such an event visits only their groups; every other
+        # group is "broad" and sees every event.
+        self._by_staff: dict[int, set[_GroupKey]] = {}
+        self._broad: set[_GroupKey] = set()
         # Bounded by count and by bytes (0: no bound of that kind): a few huge
         # events must not pin gigabytes for the sake of fast resumes.
         self._window: collections.deque[Event] = collections.deque()
@@ -96,7 +109,16 @@ class Hub:
         """Add ``sub``; from now on it receives every matching published batch."""
         if self.closed:
             raise RuntimeError("hub is closed")
-        self._groups.setdefault((sub.filter, sub.encoding), set()).add(sub)
+        key = (sub.filter, sub.encoding)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = set()
+            staff = _staff_key(sub.filter)
+            if staff is None:
+                self._broad.add(key)
+            else:
+                self._by_staff.setdefault(staff, set()).add(key)
+        group.add(sub)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Remove ``sub``; a no-op when it is not subscribed."""
@@ -106,6 +128,14 @@ class Hub:
             group.discard(sub)
             if not group:
                 del self._groups[key]
+                staff = _staff_key(sub.filter)
+                if staff is None:
+                    self._broad.discard(key)
+                else:
+                    keys = self._by_staff[staff]
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_staff[staff]
 
     def events_after(self, cursor: int) -> list[Event] | None:
         """Events with id > cursor from memory, or None if the window does not
@@ -142,11 +172,11 @@ class Hub:
 
         upto = self.last_id
         deliveries = sent = 0
-        for (flt, encoding), group in list(self._groups.items()):
-            matched = events if flt.everything else [e for e in events if flt.matches(e)]
-            if not matched:
-                continue
-            data = join(matched, encoding)
+        for key, matched in self._route(events):
+            group = self._groups.get(key)
+            if not group:
+                continue  # emptied by a delivery earlier in this batch
+            data = join(matched, key[1])
             deliveries += len(matched) * len(group)
             sent += len(data) * len(group)
             for sub in list(group):
@@ -157,6 +187,35 @@ class Hub:
                     self.unsubscribe(sub)
                     sub.close("error")
         return deliveries, sent
+
+    def _route(self, events: Sequence[Event]) -> list[tuple[_GroupKey, Sequence[Event]]]:
+        """Each group with its matching events (in id order), visiting only
+        the groups an event can reach: broad groups see every event; staff
+        groups see the appointment events of their staff member and the
+        events that concern everyone (availability rules)."""
+        routed: list[tuple[_GroupKey, Sequence[Event]]] = []
+        for key in list(self._broad):
+            flt = key[0]
+            matched = events if flt.everything else [e for e in events if flt.matches(e)]
+            if matched:
+                routed.append((key, matched))
+        if not self._by_staff:
+            return routed
+        keyed: dict[_GroupKey, list[Event]] = {}
+        by_staff = self._by_staff
+        for event in events:
+            if event.resource == "appointment" and event.staff_ids is not None:
+                for staff in event.staff_ids:
+                    for key in by_staff.get(staff, ()):
+                        if key[0].matches(event):
+                            keyed.setdefault(key, []).append(event)
+            else:
+                for keys in by_staff.values():
+                    for key in keys:
+                        if key[0].matches(event):
+                            keyed.setdefault(key, []).append(event)
+        routed.extend(keyed.items())
+        return routed
 
     def _trim(self) -> None:
         """Drop the oldest events past either bound; the floor follows them."""

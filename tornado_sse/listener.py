@@ -1,9 +1,13 @@
 """The bridge from PostgreSQL to the hub: one per server process.
 
 A dedicated autocommit connection LISTENs on ``sse_events``. A notification
-is only a wake-up: the listener reads every row past its cursor, in batches,
-on a second connection of its own, and publishes them, so a burst of
-notifications costs one query and a payload of any size works. Neither
+normally carries its event (sql/002): when the notifications of a wake-up
+continue the cursor without a gap, they are published as they are, with no
+query (each added server costs the database a notification, not a read).
+Otherwise (at start, after a reconnect, on a gap in ids, for an event too
+large to carry, on every quiet tick) the listener reads every row past its
+cursor, in batches, on a second connection of its own; a payload of any
+size works. Neither
 connection comes from the request pool: a storm of snapshots or writes that
 exhausts the pool cannot delay live events or fail /healthz (issue 12).
 
@@ -95,6 +99,9 @@ class Listener:
         #: Monotonic time of the last successful read or liveness check.
         self.last_contact = 0.0
         self.reconnects = 0
+        #: Queries of the event log (start, reconnects, gaps, large events,
+        #: quiet ticks); notifications that carry their event cost none.
+        self.log_reads = 0
 
     def start(self) -> None:
         """Begin listening; the first contact with the database sets the
@@ -178,17 +185,59 @@ class Listener:
         conn = self._conn
         assert conn is not None
         while self.state is not State.STOPPED:
-            woke = False
-            async for _ in conn.notifies(timeout=self._check_interval, stop_after=1):
-                woke = True
-            if woke:
-                # Coalesce: notifications already received are covered by the
-                # one query below.
-                async for _ in conn.notifies(timeout=0):
-                    pass
+            payloads: list[str] = []
+            async for note in conn.notifies(timeout=self._check_interval, stop_after=1):
+                payloads.append(note.payload)
+            if payloads:
+                # Everything already received joins this wake-up.
+                async for note in conn.notifies(timeout=0):
+                    payloads.append(note.payload)
+                if self._publish_notified(payloads):
+                    continue
             else:
                 await self._check_alive(conn)
             await self.catch_up()
+
+    def _publish_notified(self, payloads: list[str]) -> bool:
+        """Publish straight from notifications that carry their events.
+
+        Only when they continue the cursor without a gap: notifications
+        arrive in commit order, which is id order (sql/), so the events
+        past the cursor are exactly these. Anything else (an event too big
+        to carry, a gap left by a rolled-back id, a payload not in the
+        expected shape) returns False, and the caller reads the log by
+        cursor, which settles it. Events at or below the cursor were
+        already read by a catch-up and are skipped.
+        """
+        if self._reading.locked():
+            return False  # a catch-up is reading: it covers these, in order
+        events: list[Event] = []
+        expected = self.cursor + 1
+        for text in payloads:
+            if not text.startswith("{"):
+                return False  # the id of an event too large for a notification
+            try:
+                event = Event.from_notification(text)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("unexpected notification (%s); reading the log instead", exc)
+                return False
+            if event.id < expected:
+                continue
+            if event.id != expected:
+                return False
+            events.append(event)
+            expected += 1
+        if events:
+            self._publish(events)
+        self.last_contact = time.monotonic()
+        return True
+
+    def _publish(self, events: Sequence[Event]) -> None:
+        started = time.perf_counter()
+        deliveries, sent = self._hub.publish(events)
+        self.cursor = events[-1].id
+        if self._on_batch is not None:
+            self._on_batch(events, time.perf_counter() - started, deliveries, sent)
 
     async def _check_alive(self, conn: psycopg.AsyncConnection) -> None:
         """A liveness query bounded by ``check_timeout``.
@@ -222,13 +271,10 @@ class Listener:
                 eventlog.events_after(self._reader_conn(), self.cursor, limit=self._batch_size),
                 self._check_timeout)
             self.last_contact = time.monotonic()
+            self.log_reads += 1
             if not events:
                 return
-            started = time.perf_counter()
-            deliveries, sent = self._hub.publish(events)
-            self.cursor = events[-1].id
-            if self._on_batch is not None:
-                self._on_batch(events, time.perf_counter() - started, deliveries, sent)
+            self._publish(events)
             if len(events) < self._batch_size:
                 return
 

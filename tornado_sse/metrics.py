@@ -38,6 +38,9 @@ class Metrics:
         self.connection_limit = Gauge("tornado_sse_connection_limit",
                                       "Connections this process accepts at once (0: no cap)", registry=r)
         self.resets = Counter("tornado_sse_resets", "Reset frames or poll resets sent", registry=r)
+        self.log_reads = Gauge("tornado_sse_listener_log_reads",
+                               "Queries of the event log by the listener (events that arrive in their "
+                               "notification cost none)", registry=r)
         self.listener_reconnects = Gauge("tornado_sse_listener_reconnects",
                                          "Times the LISTEN connection was re-established", registry=r)
         self.commit_to_send = Histogram("tornado_sse_commit_to_send_seconds",

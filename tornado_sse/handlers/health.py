@@ -44,5 +44,6 @@ class MetricsHandler(BaseHandler):
 
     def get(self) -> None:
         self.ctx.metrics.listener_reconnects.set(self.ctx.listener.reconnects)
+        self.ctx.metrics.log_reads.set(self.ctx.listener.log_reads)
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(self.ctx.metrics.render())

@@ -1,0 +1,97 @@
+"""The listener's fast path (issue 14): a notification that carries its event
+is published as it is, with no query; anything it cannot be sure of is read
+by cursor, and nothing is lost or repeated either way."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from tests.fix_db import execute, insert_appointment
+from tests.fix_server import auth
+from tests.streams import event_ids
+from tornado_sse.eventlog import events_after
+from tornado_sse.events import COLUMNS, Event
+from tornado_sse.testing.sse_client import open_stream
+
+
+def notifications_for(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[str]:
+    """Run ``sql`` in its own transaction and return the NOTIFY payloads it caused."""
+    with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn, autocommit=True) as writer:
+        listener.execute("LISTEN sse_events")
+        writer.execute(sql, params)  # type: ignore[arg-type]
+        return [n.payload for n in listener.notifies(timeout=2, stop_after=50)]
+
+
+def test_event_from_its_notification_is_byte_for_byte_the_event_from_its_row(db):
+    payloads = notifications_for(
+        db, "WITH a AS (INSERT INTO appointments (product_id, staff_ids, start_at, end_at, cost)"
+            " VALUES (456, '{5,6}', '2024-12-01T09:20:00Z', '2024-12-01T10:20:00Z', 50) RETURNING id)"
+            " INSERT INTO availabilities (scope, title) VALUES ('global', 'Ünïcode \"quotes\" \\ ✓')")
+    payloads += notifications_for(db, "DELETE FROM appointments")
+    assert len(payloads) == 3
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(f"SELECT {COLUMNS} FROM sse_events ORDER BY id").fetchall()
+    for text, row in zip(payloads, rows, strict=True):
+        a, b = Event.from_notification(text), Event.from_row(row)
+        assert a == b, (a, b)
+        assert a.json.encode() == b.json.encode() and a.frame == b.frame and a.chunk == b.chunk
+
+
+@pytest.mark.parametrize("text", ["42", "{}", '{"id":1}', '{"id":"x","topic":1}', "{not json"])
+def test_a_notification_in_another_shape_is_refused_not_misread(text):
+    with pytest.raises((ValueError, KeyError)):
+        Event.from_notification(text)
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_single_event_commits_reach_streams_with_no_query_per_wake_up(make_server, db):
+    server = await make_server()
+    conn = await open_stream(server.url + "/sse", auth())
+    reads = server.ctx.listener.log_reads
+    for _ in range(20):
+        insert_appointment(db)
+        await asyncio.sleep(0.05)  # one wake-up each
+    got = await conn.take(20)
+    assert event_ids(got) == list(range(1, 21))
+    assert server.ctx.listener.log_reads == reads  # no query for any of them
+    conn.close()
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_gap_left_by_a_rolled_back_id_is_settled_by_one_read_and_loses_nothing(make_server, db):
+    server = await make_server()
+    conn = await open_stream(server.url + "/sse", auth())
+    insert_appointment(db)  # id 1
+    assert event_ids([await conn.next()]) == [1]
+    with psycopg.connect(db) as tx:  # draws id 2 at once, then rolls back
+        tx.execute("INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
+                   " VALUES (1, '{5}', now(), now())")
+        tx.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        tx.rollback()
+    reads = server.ctx.listener.log_reads
+    insert_appointment(db)  # id 3: its notification does not continue the cursor
+    insert_appointment(db)  # id 4
+    assert event_ids(await conn.take(2)) == [3, 4]
+    assert server.ctx.listener.log_reads > reads
+    with pytest.raises(asyncio.TimeoutError):
+        await conn.next(timeout=0.5)
+    conn.close()
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_event_too_large_for_a_notification_is_read_by_cursor(make_server, db):
+    server = await make_server()
+    conn = await open_stream(server.url + "/sse", auth())
+    reads = server.ctx.listener.log_reads
+    execute(db, "INSERT INTO availabilities (scope, title) VALUES ('global', %s)", ("x" * 9000,))
+    insert_appointment(db)
+    got = await conn.take(2)
+    assert event_ids(got) == [1, 2]
+    assert len(got[0].json()["payload"]["title"]) == 9000
+    assert server.ctx.listener.log_reads > reads
+    rows = await events_after(server.ctx.pool, 0)
+    assert [e.json for e in rows] == [m.data for m in got]
+    conn.close()
