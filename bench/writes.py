@@ -38,8 +38,8 @@ from psycopg import conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tornado_sse.database import client_program
-from tornado_sse.dbsetup import client_invocation
+from tornado_sse.pgclients import client_program
+from tornado_sse.pgclients import client_invocation
 from tornado_sse.migrate import migrate, migration_files
 
 #: The booking every run makes, as bench/run.py's write scenario does.

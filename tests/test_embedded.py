@@ -20,7 +20,7 @@ import pytest
 from tests.cli_process import run_cli
 from tests.fix_db import execute
 from tornado_sse.migrate import migration_files
-from tornado_sse.database import EmbeddedPostgres
+from tornado_sse.dbserver import EmbeddedPostgres
 
 
 @pytest.fixture

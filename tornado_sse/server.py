@@ -32,7 +32,7 @@ from .app import make_app
 from .auth import Authenticator
 from .collector import quiet_collector
 from .context import Context
-from .database import DatabaseError, check_connection
+from .dbserver import DatabaseError, check_connection
 from .edge import GuardedHTTPServer, connection_budget, raise_open_file_limit
 from .hub import Hub
 from .listener import Backoff, Listener
@@ -179,7 +179,7 @@ def serve(settings: Settings, *, on_listening: Callable[[str], None] | None = No
     waited for while /healthz says 503. The embedded database stops last.
     ``on_listening`` is called once with the URL when the port serves.
     """
-    from .dbsetup import database
+    from .dbserver import database
 
     try:
         sockets = bind_sockets(settings.port, settings.host)

