@@ -109,7 +109,8 @@ def render(doc: Doc) -> str:
     L.append(f"- command: `{doc['command']}` (cwd: repository root)")
     L.append(f"- started {doc['started']}, took {doc['duration_secs']} s")
     L.append(f"- machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gb']} GB RAM, "
-             f"Linux {m['kernel']}, load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}")
+             f"Linux {m['kernel']}, load average at start "
+             f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}")
     src = m.get("source") or {}
     if src:
         L.append(f"- tornado_sse source: {src.get('path')} at commit {src.get('commit', '?')}"
@@ -119,7 +120,8 @@ def render(doc: Doc) -> str:
     db = m.get("db", {})
     L.append(f"- database: embedded PostgreSQL {db.get('version', '?')} (fsync={db.get('fsync')}, "
              f"synchronous_commit={db.get('synchronous_commit')}, shared_buffers={db.get('shared_buffers')})")
-    L.append(f"- one load client process (asyncio{' + uvloop' if doc['client'].get('uvloop') else ''}, raw sockets) "
+    uvloop = " + uvloop" if doc["client"].get("uvloop") else ""
+    L.append(f"- one load client process (asyncio{uvloop}, raw sockets) "
              "shared by all systems; servers, client, PostgreSQL and publisher all on the same box")
     L.append(f"- tornado_sse --processes {a['processes']}; nginx worker_processes {a['nginx_workers']}; "
              "uvicorn 1 worker; every event is the same JSON envelope "
@@ -142,9 +144,9 @@ def render(doc: Doc) -> str:
               "idle": f"3. idle: {a['idle_streams']:,} open streams, CPU over {a['idle_secs']:g} s"}
     if present:
         L.extend(results_table(doc, present, labels))
+    L.extend(write_section(doc))
     L.extend(scoped_section(doc))
     L.extend(servers_section(doc))
-    L.extend(write_section(doc))
     return finish(doc, L)
 
 
@@ -207,9 +209,11 @@ def write_section(doc: Doc) -> list[str]:
                     "triggers": "appointments (event triggers + NOTIFY), nothing listening",
                     "plain+server": "appointments_plain, tornado_sse running",
                     "triggers+server": "appointments, tornado_sse listening and reading every event",
-                    "appointments, event trigger disabled": "appointments, diagnostic: event trigger disabled (same indexes as with triggers)",
+                    "appointments, event trigger disabled":
+                        "appointments, diagnostic: event trigger disabled (same indexes as with triggers)",
                     "triggers, no NOTIFY": "appointments, diagnostic: NOTIFY trigger disabled",
-                    "triggers, no advisory lock": "appointments, diagnostic: event id without the advisory lock",
+                    "triggers, no advisory lock":
+                        "appointments, diagnostic: event id without the advisory lock",
                     "triggers, neither": "appointments, diagnostic: neither NOTIFY nor the lock",
                     }.get(label, label)
             L.append(f"| {desc} | {_fmt(tps, 0)} | {rel} | {_fmt(lat, 2)} | "
@@ -220,7 +224,6 @@ def write_section(doc: Doc) -> list[str]:
 
 def finish(doc: Doc, L: list[str]) -> str:
     res = doc["results"]
-    present = [s for s in SYSTEMS if any(s in res.get(sc, {}) for sc in ("burst", "paced", "idle"))]
     # targets
     L.append("## Targets")
     L.append("")
@@ -258,9 +261,11 @@ def oneline(scen: str, r: Doc) -> str:
     if scen == "scoped":
         v = r["verify"]
         lat = r.get("latency_publish_ms") or {}
-        return (f"{r['streams']:,} streams, {r['events']:,} events: server {r['server_us_per_event']} µs/event, "
+        return (f"{r['streams']:,} streams, {r['events']:,} events: "
+                f"server {r['server_us_per_event']} µs/event, "
                 f"PostgreSQL {r['postgres_us_per_event']} µs/event, publish→client p50 {lat.get('p50')} ms, "
-                f"p99 {lat.get('p99')}, max {lat.get('max')}; frames {v['frames']:,}/{v['expected_frames']:,}, "
+                f"p99 {lat.get('p99')}, max {lat.get('max')}; "
+                f"frames {v['frames']:,}/{v['expected_frames']:,}, "
                 f"{v['streams_exact']}/{v['streams']} streams exact, lost {v['lost_frames']}, "
                 f"dup {v['duplicate_frames']}; CPU s: {c}{err}")
     if scen == "servers":
@@ -289,10 +294,11 @@ def targets(doc: Doc) -> list[str]:
     rows = []
 
     def val(scen: str, system: str, path: str) -> float | None:
-        return scenario_value(res.get(scen, {}).get(system, []), path) if res.get(scen, {}).get(system) else None
+        rounds = res.get(scen, {}).get(system)
+        return scenario_value(rounds, path) if rounds else None
 
     def row(name: str, measured: str, ok: bool | None) -> None:
-        rows.append(f"| {name} | {measured} | {'–' if ok is None else ('**met**' if ok else '**not met**')} |")
+        rows.append(f"| {name} | {measured} | {verdict(ok)} |")
 
     ts = val("burst", "tornado_sse", "frames_per_sec")
     nc = val("burst", "nchan", "frames_per_sec")
@@ -309,7 +315,8 @@ def targets(doc: Doc) -> list[str]:
     row("paced p99 ≤ 30 ms (commit returned → client)", "not measured" if p99 is None else f"{p99:.1f} ms",
         None if p99 is None else p99 <= 30)
     kb = val("idle", "tornado_sse", "kb_per_stream")
-    row("≤ 20 KB per idle stream", "not measured" if kb is None else f"{kb:.1f} KB", None if kb is None else kb <= 20)
+    row("≤ 20 KB per idle stream", "not measured" if kb is None else f"{kb:.1f} KB",
+        None if kb is None else kb <= 20)
     w = res.get("write") or {}
     plain = _med([r["tps"] for r in w.get("plain", [])])
     trig = _med([r["tps"] for r in w.get("triggers", [])])
@@ -321,7 +328,7 @@ def targets(doc: Doc) -> list[str]:
     rows.extend(scale_targets(doc))
     lost = 0
     for scen in ("burst", "paced", "scoped", "servers"):
-        for system, rounds in res.get(scen, {}).items():
+        for rounds in res.get(scen, {}).values():
             for r in rounds:
                 v = r.get("verify")
                 if v:
@@ -330,6 +337,10 @@ def targets(doc: Doc) -> list[str]:
                 f"{'yes' if lost == 0 and not doc.get('harness_errors') else f'NO: {lost} frames wrong'} | "
                 f"{'ok' if lost == 0 and not doc.get('harness_errors') else '**FAIL**'} |")
     return rows
+
+
+def verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("**met**" if ok else "**not met**")
 
 
 def by_key(rounds: list[Doc], key: str) -> dict[int, list[Doc]]:
@@ -423,7 +434,7 @@ def scale_targets(doc: Doc) -> list[str]:
     rows: list[str] = []
 
     def row(name: str, measured: str, ok: bool | None) -> None:
-        rows.append(f"| {name} | {measured} | {'–' if ok is None else ('**met**' if ok else '**not met**')} |")
+        rows.append(f"| {name} | {measured} | {verdict(ok)} |")
 
     ts, nc = scoped_cpu(doc, "tornado_sse"), scoped_cpu(doc, "nchan")
     common = [n for n in ts if n in nc]
