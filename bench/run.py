@@ -3,7 +3,7 @@
 
 One command::
 
-    python bench/run.py            # full default run (about 15 minutes on 2 cores)
+    python bench/run.py            # full default run, every scenario (about 10 minutes on 2 cores)
     python bench/run.py --quick    # smoke test, < 2 minutes; fails only on harness errors
 
 See bench/README.md for what each scenario measures and how. Everything runs
