@@ -17,16 +17,22 @@ exactly-once delivery and compute latencies after the measurement.
 
 Commands (``cmd``):
 
-- ``open``: host, port, path, headers, n, concurrency, timeout — open n
-  streams (at most ``concurrency`` handshakes in flight), each counted open
-  when its response headers arrived with status 200.
+- ``open``: host, port, path, headers, n, concurrency, timeout, and
+  optionally tag (a label for these n streams) or streams (a list of
+  ``{"path", "headers", "tag"}``, one per stream: each stream its own token
+  or channel) — open the streams (at most ``concurrency`` handshakes in
+  flight), each counted open when its response headers arrived with status
+  200. Streams accumulate over several ``open`` calls (one per server).
 - ``arm``: forget what was received so far (start of a measurement).
-- ``wait``: ids (the expected event numbers, in order), timeout — return when
-  every open stream has received the last expected event (or at timeout),
-  with the latest arrival time of that event.
-- ``verify``: ids, refs (optional: name -> epoch seconds per id) — check per
-  connection that exactly ``ids`` arrived, in order, once; with reference
-  times, latency percentiles over every stream x event delivery.
+- ``wait``: ids (the expected event numbers, in order), timeout, and
+  optionally expect (tag -> the event numbers streams with that tag must
+  get, when each stream gets only its own share) — return when every open
+  stream has received its last expected event (or at timeout), with the
+  latest arrival time of that event.
+- ``verify``: ids, refs (optional: name -> epoch seconds per id), expect
+  (optional, as for ``wait``) — check per connection that exactly its
+  expected events arrived, in order, once; with reference times, latency
+  percentiles over every stream x event delivery.
 - ``close``: close every stream.
 - ``status``: number of open streams and this process's pid.
 - ``quit``.
@@ -43,11 +49,17 @@ import resource
 import sys
 import time
 from array import array
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, cast
 
+uvloop: ModuleType | None
 try:
     import uvloop
 except ImportError:  # pragma: no cover - optional
     uvloop = None
+
+Reply = dict[str, Any]
 
 _ID = re.compile(rb'data: \{"id":(\d+)[,}]')
 _now = time.time
@@ -58,11 +70,12 @@ class SSEConn(asyncio.Protocol):
     list appends and (while waiting for the last event) one substring
     search; the frames are parsed afterwards, in :meth:`parse`."""
 
-    __slots__ = ("transport", "headers_done", "status", "hdr", "chunks", "times", "on_open",
-                 "marker", "tail", "last_time", "done_cb", "closed")
+    __slots__ = ("chunks", "closed", "done_cb", "hdr", "headers_done", "last_time", "marker",
+                 "on_open", "status", "tag", "tail", "times", "transport")
 
-    def __init__(self, on_open: asyncio.Future) -> None:
-        self.transport = None
+    def __init__(self, on_open: asyncio.Future[int], tag: str = "") -> None:
+        self.tag = tag
+        self.transport: asyncio.Transport | None = None
         self.headers_done = False
         self.status = 0
         self.hdr = b""
@@ -72,11 +85,11 @@ class SSEConn(asyncio.Protocol):
         self.marker = b""
         self.tail = b""
         self.last_time = 0.0
-        self.done_cb = None
+        self.done_cb: Callable[[SSEConn], None] | None = None
         self.closed = False
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # TCP (uvloop's is no subclass)
 
     def data_received(self, data: bytes) -> None:
         t = _now()
@@ -107,7 +120,7 @@ class SSEConn(asyncio.Protocol):
             else:
                 self.tail = data[-len(marker):]
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.on_open.done():
             self.on_open.set_result(-2)
@@ -139,28 +152,39 @@ class Client:
     def __init__(self) -> None:
         self.conns: list[SSEConn] = []
 
-    async def open(self, host: str, port: int, path: str, headers: dict, n: int,
-                   concurrency: int = 200, timeout: float = 120.0) -> dict:
+    async def open(self, host: str, port: int, path: str, headers: dict[str, str], n: int,
+                   concurrency: int = 200, timeout: float = 120.0, tag: str = "",
+                   streams: list[dict[str, Any]] | None = None) -> Reply:
         loop = asyncio.get_running_loop()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream",
-                 "Cache-Control: no-cache"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+        def request_for(path: str, headers: dict[str, str]) -> bytes:
+            lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream",
+                     "Cache-Control: no-cache"]
+            lines += [f"{k}: {v}" for k, v in headers.items()]
+            return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+        if streams is None:
+            shared = request_for(path, headers)
+            todo = [(shared, tag)] * n
+        else:
+            todo = [(request_for(s.get("path", path), {**headers, **s.get("headers", {})}),
+                     str(s.get("tag", tag))) for s in streams]
+            n = len(todo)
         sem = asyncio.Semaphore(concurrency)
         failed: dict[str, int] = {}
         started = time.perf_counter()
         deadline = time.monotonic() + timeout
 
-        async def one() -> None:
+        async def one(request: bytes, tag: str) -> None:
             async with sem:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     failed["timeout"] = failed.get("timeout", 0) + 1
                     return
-                fut = loop.create_future()
+                fut: asyncio.Future[int] = loop.create_future()
                 try:
                     tr, proto = await asyncio.wait_for(
-                        loop.create_connection(lambda: SSEConn(fut), host, port), remaining)
+                        loop.create_connection(lambda: SSEConn(fut, tag), host, port), remaining)
                 except (OSError, asyncio.TimeoutError) as exc:
                     key = type(exc).__name__
                     failed[key] = failed.get(key, 0) + 1
@@ -176,11 +200,11 @@ class Client:
                     return
                 self.conns.append(proto)
 
-        await asyncio.gather(*[one() for _ in range(n)])
+        await asyncio.gather(*[one(request, tag) for request, tag in todo])
         return {"opened": n - sum(failed.values()), "failed": failed, "open": len(self.conns),
                 "secs": round(time.perf_counter() - started, 3)}
 
-    def arm(self) -> dict:
+    def arm(self) -> Reply:
         for c in self.conns:
             c.chunks = []
             c.times = array("d")
@@ -189,19 +213,26 @@ class Client:
             c.done_cb = None
         return {"armed": len(self.conns)}
 
-    async def wait(self, ids: list[int], timeout: float) -> dict:
-        marker = b'data: {"id":%d' % ids[-1]
-        marker_end = (marker + b",", marker + b"}")
+    async def wait(self, ids: list[int], timeout: float,
+                   expect: dict[str, list[int]] | None = None) -> Reply:
         loop = asyncio.get_running_loop()
-        pending = set()
-        done_fut = loop.create_future()
+        pending: set[SSEConn] = set()
+        done_fut: asyncio.Future[None] = loop.create_future()
+        expected_last = {tag: got[-1] for tag, got in (expect or {}).items() if got}
 
         def finished(c: SSEConn) -> None:
             pending.discard(c)
             if not pending and not done_fut.done():
                 done_fut.set_result(None)
 
+        waited = []
         for c in self.conns:
+            last = ids[-1] if expect is None else expected_last.get(c.tag)
+            if last is None:
+                continue  # nothing is meant for this stream
+            waited.append(c)
+            marker = b'data: {"id":%d' % last
+            marker_end = (marker + b",", marker + b"}")
             c.marker = marker_end[0]
             if c.closed:
                 continue
@@ -222,26 +253,30 @@ class Client:
                 pass
         for c in self.conns:
             c.done_cb = None
-        finished_at = [c.last_time for c in self.conns if c.last_time]
+        finished_at = [c.last_time for c in waited if c.last_time]
         return {"complete": len(finished_at), "streams": len(self.conns),
-                "incomplete": len(self.conns) - len(finished_at),
+                "incomplete": len(waited) - len(finished_at),
                 "last_arrival": max(finished_at) if finished_at else None,
                 "first_arrival": min((c.times[0] for c in self.conns if len(c.times)), default=None)}
 
-    def verify(self, ids: list[int], refs: dict[str, list[float]] | None = None) -> dict:
-        """Exactly-once check per stream; with ``refs`` (name -> one epoch
+    def verify(self, ids: list[int], refs: dict[str, list[float]] | None = None,
+               expect: dict[str, list[int]] | None = None) -> Reply:
+        """Exactly-once check per stream (every stream gets ``ids``, or with
+        ``expect`` the list for its tag); with ``refs`` (name -> one epoch
         time per id), latency percentiles over every stream x event delivery
         for each reference time."""
-        expected = array("q", ids)
-        n = len(expected)
-        ok = lost = dup = extra = disordered = closed = 0
+        everything = array("q", ids)
+        per_tag = {tag: array("q", got) for tag, got in (expect or {}).items()}
+        no_events = array("q")
+        ok = lost = dup = extra = disordered = closed = expected_frames = 0
         per_conn_counts = []
-        expset = set(ids)
         unexpected_sample: list[int] = []
         index = {e: i for i, e in enumerate(ids)}
         # Arrival times per event, over all streams (parsed once).
         arrivals: list[list[float]] = [[] for _ in ids] if refs else []
         for c in self.conns:
+            expected = everything if expect is None else per_tag.get(c.tag, no_events)
+            expected_frames += len(expected)
             got_list, times = c.parse()
             got = array("q", got_list)
             per_conn_counts.append(len(got))
@@ -251,6 +286,7 @@ class Client:
                 ok += 1
             else:
                 seen = set(got)
+                expset = set(expected)
                 lost += len(expset - seen)
                 dup += len(got) - len(seen)
                 extra += len(seen - expset)
@@ -259,22 +295,22 @@ class Client:
                 if len(seen) == len(got) and list(got) != sorted(got):
                     disordered += 1
             if refs:
-                for e, t in zip(got_list, times):
+                for e, t in zip(got_list, times, strict=True):
                     i = index.get(e)
                     if i is not None:
                         arrivals[i].append(t)
-        out = {"streams": len(self.conns), "streams_exact": ok, "lost_frames": lost,
-               "duplicate_frames": dup, "unexpected_frames": extra,
-               "disordered_streams": disordered, "closed_streams": closed,
-               "frames": sum(per_conn_counts), "expected_frames": n * len(self.conns),
-               "min_per_stream": min(per_conn_counts, default=0),
-               "max_per_stream": max(per_conn_counts, default=0)}
+        out: Reply = {"streams": len(self.conns), "streams_exact": ok, "lost_frames": lost,
+                      "duplicate_frames": dup, "unexpected_frames": extra,
+                      "disordered_streams": disordered, "closed_streams": closed,
+                      "frames": sum(per_conn_counts), "expected_frames": expected_frames,
+                      "min_per_stream": min(per_conn_counts, default=0),
+                      "max_per_stream": max(per_conn_counts, default=0)}
         if unexpected_sample:
             out["unexpected_sample"] = unexpected_sample[:10]
         if refs:
             out["latency"] = {}
             for name, ref in refs.items():
-                lat = [t - r for r, ts in zip(ref, arrivals) for t in ts]
+                lat = [t - r for r, ts in zip(ref, arrivals, strict=True) for t in ts]
                 if not lat:
                     continue
                 lat.sort()
@@ -287,10 +323,10 @@ class Client:
                     "max": lat[-1], "mean": sum(lat) / k,
                     # Per event (publish order), its slowest delivery: shows stalls.
                     "per_event_max": [round(max(ts) - r, 5) if ts else None
-                                      for r, ts in zip(ref, arrivals)]}
+                                      for r, ts in zip(ref, arrivals, strict=True)]}
         return out
 
-    async def close(self) -> dict:
+    async def close(self) -> Reply:
         n = len(self.conns)
         for c in self.conns:
             if c.transport is not None:
@@ -318,6 +354,7 @@ async def main() -> None:
             break
         msg = json.loads(line)
         cmd = msg.pop("cmd")
+        reply: Reply
         try:
             if cmd == "open":
                 reply = await client.open(**msg)
@@ -339,7 +376,7 @@ async def main() -> None:
                 break
             else:
                 reply = {"error": f"unknown command {cmd}"}
-        except Exception as exc:  # noqa: BLE001 - report to the driver
+        except Exception as exc:  # report to the driver, whatever it was
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply) + "\n")
         out.flush()

@@ -134,14 +134,13 @@ async def measure(args: argparse.Namespace, dsn: str, workdir: Path, stack: Exit
     token = issue_token(SECRET, role="admin", ttl=3600)
     target, nginx_pid = port, None
     if args.nginx:
-        from tests.fix_nginx import running_nginx
+        from nginx_front import running_nginx  # bench/nginx_front.py
 
         url = stack.enter_context(running_nginx(workdir / "nginx", [port],
                                                      connections=2 * args.streams + 100))
         target = int(url.rsplit(":", 1)[1])
-        out = subprocess.run(["pgrep", "-f", f"nginx.*{workdir / 'nginx'}"], capture_output=True,
-                             text=True).stdout.split()
-        nginx_pid = nginx_worker(int(min(out, key=int)))
+        master = int((workdir / "nginx" / "nginx.pid").read_text().split()[0])
+        nginx_pid = nginx_worker(master)
     await asyncio.sleep(1)
     idle_pg = pg_connections(dsn)
     before = (fds(proc.pid), rss_kb(proc.pid), fds(nginx_pid) if nginx_pid else 0)
@@ -156,7 +155,8 @@ async def measure(args: argparse.Namespace, dsn: str, workdir: Path, stack: Exit
     print(f"server RSS: {before[1] / 1024:.1f} -> {after[1] / 1024:.1f} MB: "
           f"{(after[1] - before[1]) / n:.1f} KB per stream")
     if nginx_pid:
-        print(f"nginx worker open files: {before[2]} -> {after[2]}: {(after[2] - before[2]) / n:.2f} per stream")
+        print(f"nginx worker open files: {before[2]} -> {after[2]}: "
+              f"{(after[2] - before[2]) / n:.2f} per stream")
     print(f"PostgreSQL connections, idle: {idle_pg}")
     peak: dict[str, int] = {}
     storm = asyncio.ensure_future(snapshot_storm(port, token))
@@ -178,7 +178,7 @@ def main() -> int:
     parser.add_argument("--dsn", help="a database to use (default: a throw-away embedded PostgreSQL)")
     parser.add_argument("--nginx", action="store_true", help="open the streams through nginx")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="tsse-sizing-") as tmp:
         workdir = Path(tmp)

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 #: One queue per connected stream.
-clients: set[asyncio.Queue] = set()
+clients: set[asyncio.Queue[ServerSentEvent]] = set()
 
 
 async def sse(request: Request) -> EventSourceResponse:
-    queue: asyncio.Queue = asyncio.Queue()
+    queue: asyncio.Queue[ServerSentEvent] = asyncio.Queue()
     clients.add(queue)  # subscribed before the response starts: nothing missed
 
-    async def events():
+    async def events() -> AsyncIterator[ServerSentEvent]:
         try:
             while True:
                 yield await queue.get()

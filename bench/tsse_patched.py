@@ -64,14 +64,15 @@ def apply(names: list[str]) -> None:
 
         started: list[float] = [0.0]
 
-        def cb(phase: str, info: dict) -> None:
+        def cb(phase: str, info: dict[str, int]) -> None:
             if phase == "start":
                 started[0] = time.perf_counter()
             else:
                 ms = (time.perf_counter() - started[0]) * 1000
                 if ms > 5:
                     print(f"[gclog] gen {info['generation']} {ms:.1f} ms collected "
-                          f"{info['collected']} tracked {len(gc.get_objects(2)) if info['generation'] == 2 else '-'}",
+                          f"{info['collected']} tracked "
+                          f"{len(gc.get_objects(2)) if info['generation'] == 2 else '-'}",
                           file=sys.stderr, flush=True)
 
         gc.callbacks.append(cb)
@@ -82,5 +83,5 @@ if __name__ == "__main__":
     apply(patches)
     from tornado_sse.cli import main
 
-    sys.argv = [str(ROOT / "run.py")] + sys.argv[2:]
+    sys.argv = [str(ROOT / "run.py"), *sys.argv[2:]]
     raise SystemExit(main())

@@ -90,7 +90,7 @@ def migrate_upto(dsn: str, last: str, workdir: Path) -> None:
     sql_dir = workdir / f"sql-upto-{last}"
     sql_dir.mkdir(exist_ok=True)
     for path in migration_files():
-        shutil.copy(path, sql_dir / path.name)
+        (sql_dir / path.name).write_bytes(path.read_bytes())
         if path.name == last:
             break
     migrate(dsn, sql_dir)
@@ -106,7 +106,7 @@ def pgbench(dsn: str, table: str, secs: float, clients: int, workdir: Path,
             "-T", str(int(secs)), "-f", str(script)]
     if latency_log:
         argv += ["-l", f"--log-prefix={workdir / latency_log}"]
-    out = subprocess.run(argv + [target], env=env, capture_output=True, text=True, check=False,
+    out = subprocess.run([*argv, target], env=env, capture_output=True, text=True, check=False,
                          timeout=secs + 120, cwd=workdir)
     if out.returncode != 0:
         raise RuntimeError(f"pgbench failed: {out.stderr.strip()[-500:]}")
