@@ -21,9 +21,11 @@ from setuptools import find_namespace_packages, setup
 HERE = Path(__file__).resolve().parent
 # One version, in the package; read as text so building needs none of the
 # package's dependencies.
-VERSION = re.search(r'^__version__ = "([^"]+)"$',
-                    (HERE / "tornado_sse" / "__init__.py").read_text(encoding="utf-8"),
-                    re.MULTILINE).group(1)
+_FOUND = re.search(r'^__version__ = "([^"]+)"$',
+                   (HERE / "tornado_sse" / "__init__.py").read_text(encoding="utf-8"), re.MULTILINE)
+if _FOUND is None:
+    raise SystemExit("setup.py: tornado_sse/__init__.py has no __version__ line")
+VERSION = _FOUND.group(1)
 
 PACKAGES = find_namespace_packages(include=["tornado_sse", "tornado_sse.*"],
                                    exclude=["*.__pycache__"])
@@ -53,7 +55,7 @@ setup(
         "Topic :: Database",
         "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
     ],
-    packages=PACKAGES + ["tornado_sse.sql"],
+    packages=[*PACKAGES, "tornado_sse.sql"],
     package_dir={"tornado_sse.sql": "sql"},
     package_data={"tornado_sse.sql": ["*.sql"],
                   # Every file of every static folder (the vendored licence too).
@@ -73,6 +75,12 @@ setup(
             "pytest>=8,<10",
             "pytest-tornado==0.8.1",
             "playwright>=1.45",  # browser tests; drives Debian's Chromium, downloads no browser
+            "psutil>=5.9",  # CPU and memory of server processes in the edge tests
+            # The gates scripts/test.sh runs before the tests: pinned, so a new
+            # release's rules cannot turn a green tree red overnight.
+            "mypy==2.4.1",
+            "ruff==0.17.6",
+            "types-psutil",
         ],
     },
     entry_points={"console_scripts": ["tornado-sse = tornado_sse.cli:console_main"]},

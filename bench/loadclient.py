@@ -41,6 +41,7 @@ Commands (``cmd``):
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import json
 import os
@@ -55,7 +56,7 @@ from typing import Any, cast
 
 uvloop: ModuleType | None
 try:
-    import uvloop
+    uvloop = importlib.import_module("uvloop")
 except ImportError:  # pragma: no cover - optional
     uvloop = None
 

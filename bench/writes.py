@@ -38,9 +38,8 @@ from psycopg import conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tornado_sse.pgclients import client_program
-from tornado_sse.pgclients import client_invocation
 from tornado_sse.migrate import migrate, migration_files
+from tornado_sse.pgclients import client_invocation, client_program
 
 #: The booking every run makes, as bench/run.py's write scenario does.
 INSERT = ("INSERT INTO {table} (product_id, staff_ids, start_at, end_at)"

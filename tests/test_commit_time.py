@@ -22,10 +22,10 @@ import pytest
 
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import auth
-from tornado_sse.testing.sse_client import open_stream
 from tests.txn_steps import Session
 from tornado_sse.migrate import migrate
 from tornado_sse.server import Server
+from tornado_sse.testing.sse_client import open_stream
 
 #: Generous for a loaded 2-core machine; under 001 each of these waited for
 #: as long as the open transaction stayed open.

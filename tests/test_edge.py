@@ -212,7 +212,7 @@ def test_at_the_open_file_limit_excess_connections_get_503_without_a_busy_loop(d
             try:
                 if s.recv(64).startswith(b"HTTP/1.1 503 "):
                     refused += 1
-            except (socket.timeout, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 pass
         assert refused > 100, refused  # the budget is 256 - 10 - 64 = 182
         lines = log_path.read_text().splitlines()

@@ -11,16 +11,16 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
 
 from tests.cli_process import run_cli
 from tests.fix_db import execute
-from tornado_sse.migrate import migration_files
 from tornado_sse.dbserver import EmbeddedPostgres
+from tornado_sse.migrate import migration_files
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def executed_plan(dsn: str, where: str, params: tuple[Any, ...]) -> dict[str, An
     sql = ("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id, topic, payload::text"
            f" FROM sse_events WHERE id > 0 AND {where} ORDER BY id LIMIT 500")
     [[plan]] = execute(dsn, sql, params)
-    return (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]  # type: ignore[no-any-return]
+    return (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -231,7 +231,7 @@ async def test_reader_that_stops_reading_is_cut_and_resumes_with_everything(make
     assert len(open_streams(server.ctx.hub)) == 1
     import psycopg
     async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c:
-        for i in range(400):  # ~6.4 MB of events: past the kernel's buffers and the 64 KiB bound
+        for _i in range(400):  # ~6.4 MB of events: past the kernel's buffers and the 64 KiB bound
             await c.execute("INSERT INTO availabilities (scope, title) VALUES ('global', %s)", (big,))
     for _ in range(100):
         if not open_streams(server.ctx.hub):
@@ -268,8 +268,8 @@ async def test_reader_that_stops_reading_is_cut_and_resumes_with_everything(make
     assert len(got) < 400
     resume_from = parser.last_event_id or "0"
     conn = await open_stream(server.url + "/sse", {**auth(), "Last-Event-ID": resume_from})
-    rest = await conn.take(400 - len(got), timeout=30)
-    assert got + event_ids(rest) == list(range(1, 401))
+    resumed = await conn.take(400 - len(got), timeout=30)
+    assert got + event_ids(resumed) == list(range(1, 401))
     conn.close()
 
 

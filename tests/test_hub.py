@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from tornado_sse.events import Event
+from tornado_sse.events import Encoding, Event
 from tornado_sse.filters import Filter, parse_topics
-from tornado_sse.events import Encoding
 from tornado_sse.hub import Hub
 
 

@@ -21,7 +21,7 @@ def notifications_for(dsn: str, sql: str, params: tuple[object, ...] = ()) -> li
     """Run ``sql`` in its own transaction and return the NOTIFY payloads it caused."""
     with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn, autocommit=True) as writer:
         listener.execute("LISTEN sse_events")
-        writer.execute(sql, params)  # type: ignore[arg-type]
+        writer.execute(sql, params)
         return [n.payload for n in listener.notifies(timeout=2, stop_after=50)]
 
 

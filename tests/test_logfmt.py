@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 from tests.cli_process import ROOT
-from tornado_sse.testing.processes import clean_env
 from tests.fix_db import insert_appointment
 from tests.fix_server import SECRET, auth
-from tornado_sse.testing.sse_client import Response, open_stream, request
 from tornado_sse.logfmt import JsonFormatter, formatter
+from tornado_sse.testing.processes import clean_env
+from tornado_sse.testing.sse_client import Response, open_stream, request
 
 FIELDS = {"time", "level", "logger", "message"}
 

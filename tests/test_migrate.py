@@ -8,7 +8,8 @@ run twice (a lost record, or two servers racing, must do no harm).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest

@@ -17,11 +17,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tornado_sse.testing.processes import serving
 from tests.fix_db import execute
 from tests.fix_nginx import nginx_binary, running_nginx
 from tests.fix_server import SECRET
 from tests.resuming_clients import Record, poll_client, sse_client
+from tornado_sse.testing.processes import serving
 
 EVENTS = 150
 STOP_AFTER = 50  # events written before one server is stopped
@@ -105,7 +105,7 @@ async def wait_both_ready(urls: list[str], timeout: float = 30) -> None:
             await asyncio.sleep(0.1)
 
 
-async def until(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
+async def until(condition, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"

@@ -18,8 +18,8 @@ import pytest
 
 from tests.fix_server import SECRET
 from tests.packaging import build_wheel, install_into_fresh_venv, outside_env, wheel_files
-from tornado_sse.testing.sse_client import Response, request
 from tornado_sse import __version__
+from tornado_sse.testing.sse_client import Response, request
 
 
 def run(bindir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

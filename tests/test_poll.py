@@ -78,7 +78,7 @@ async def test_expired_and_future_cursors_carry_a_reset(make_server, db):
 
 @pytest.mark.gen_test(timeout=20)
 async def test_waiting_client_that_disconnects_is_released_at_once(server):
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"GET /poll?since_id=0&timeout=30 HTTP/1.1\r\nHost: x\r\nAuthorization: "
                  + auth()["Authorization"].encode() + b"\r\n\r\n")
     await writer.drain()

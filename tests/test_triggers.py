@@ -290,7 +290,7 @@ def test_notify_carries_the_whole_event_as_compact_json_when_it_fits(db: str) ->
                        " product_ids, extract(epoch FROM created_at)::float8"
                        " FROM sse_events ORDER BY id")
     assert len(received) == len(rows) == 2
-    for text, (eid, topic, resource, rid, payload, ts, staff, products, created) in zip(received, rows):
+    for text, (eid, topic, resource, rid, payload, ts, staff, products, created) in zip(received, rows, strict=True):
         assert json.loads(text) == {
             "id": eid, "topic": topic, "resource": resource, "resource_id": rid,
             "payload": json.loads(payload), "ts": ts, "staff_ids": staff,

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from tornado.web import Application, HTTPError, RequestHandler, StaticFileHandler
 
 from .auth import redact_uri
 from .context import Context
 from .errors import ApiError, not_found
+from .handlers.api import AppointmentHandler, AppointmentsHandler, AvailabilitiesHandler, AvailabilityHandler
 from .handlers.base import BaseHandler
-from .handlers.api import (AppointmentHandler, AppointmentsHandler, AvailabilitiesHandler,
-                           AvailabilityHandler)
 from .handlers.directory import DirectoryHandler
 from .handlers.health import HealthHandler, MetricsHandler
 from .handlers.poll import PollHandler

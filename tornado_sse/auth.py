@@ -14,10 +14,10 @@ import math
 import os
 import secrets
 import time
-from urllib.parse import parse_qsl, quote
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 import jwt
 from tornado.httputil import HTTPServerRequest

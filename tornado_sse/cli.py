@@ -17,12 +17,10 @@ from typing import Any
 import psycopg
 
 from tornado_sse.auth import issue_token, signing_secret
-from tornado_sse.dbserver import DatabaseError
-from tornado_sse.pgclients import client_program
-from tornado_sse.dbserver import database
-from tornado_sse.pgclients import client_invocation, run_client
+from tornado_sse.dbserver import DatabaseError, database
 from tornado_sse.logfmt import formatter
 from tornado_sse.migrate import migrate
+from tornado_sse.pgclients import client_invocation, client_program, run_client
 from tornado_sse.settings import Command, Settings, SettingsError, load
 from tornado_sse.simulate import run_simulation
 

@@ -51,20 +51,18 @@ class Filter:
 
     def matches(self, event: Event) -> bool:
         """True when this stream should receive ``event``."""
-        if self.audience_staff_id is not None and event.resource == "appointment":
-            # A staff member sees every appointment that is or was theirs; the
-            # audience holds the staff before and after the change.
-            if event.staff_ids is None or self.audience_staff_id not in event.staff_ids:
-                return False
+        # A staff member sees every appointment that is or was theirs; the
+        # audience holds the staff before and after the change.
+        if self.audience_staff_id is not None and event.resource == "appointment" \
+                and (event.staff_ids is None or self.audience_staff_id not in event.staff_ids):
+            return False
         if self.topics and not any(_topic_matches(p, event.topic) for p in self.topics):
             return False
         if self.staff_id is not None and event.staff_ids is not None \
                 and self.staff_id not in event.staff_ids:
             return False
-        if self.product_id is not None and event.product_ids is not None \
-                and self.product_id not in event.product_ids:
-            return False
-        return True
+        return not (self.product_id is not None and event.product_ids is not None
+                    and self.product_id not in event.product_ids)
 
     @property
     def everything(self) -> bool:

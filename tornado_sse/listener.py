@@ -152,7 +152,7 @@ class Listener:
                 await self._wait_loop()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the listener must outlive any failure
+            except Exception as exc:
                 if not isinstance(exc, (psycopg.Error, OSError, asyncio.TimeoutError)):
                     log.exception("listener failed unexpectedly; restarting it")
                 self.last_error = _one_line(exc)

@@ -8,7 +8,7 @@ counters; histograms are observed per wake-up, not per stream.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 

@@ -40,8 +40,8 @@ from .metrics import Metrics
 from .migrate import migrate
 from .quota import StreamQuota
 from .settings import Settings, SettingsError
-from .supervisor import supervise
 from .stream import END_SHUTDOWN, Ticker
+from .supervisor import supervise
 
 log = logging.getLogger("tornado_sse.server")
 
@@ -80,6 +80,7 @@ class Server:
                            quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams))
         self._http: GuardedHTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Future[None] | None = None
         self._retention = PeriodicCallback(self._run_retention, RETENTION_EVERY * 1000)
         self.port = s.port
 
@@ -132,7 +133,8 @@ class Server:
         self._run_retention()
 
     def _run_retention(self) -> None:
-        asyncio.ensure_future(self._prune())
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.ensure_future(self._prune())
 
     async def _prune(self) -> None:
         try:

@@ -17,9 +17,10 @@ import argparse
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from tornado_sse import __version__
 
@@ -142,7 +143,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("port", _int, "port to listen on"),
     ("dsn", _opt_str, "PostgreSQL URL (also DATABASE_URL); unset starts the embedded PostgreSQL"),
     ("data_dir", _path, "folder for the embedded database and the development JWT secret"),
-    ("jwt_secret", _opt_str, "HS256 shared secret; unset (and no public key) uses a development secret kept in the data folder"),
+    ("jwt_secret", _opt_str, "HS256 shared secret, at least 32 bytes; unset (and no public key) uses a "
+                             "development secret kept in the data folder"),
     ("jwt_public_key", _path, "PEM public key file for RS256/ES256 tokens"),
     ("jwt_algorithms", _csv, "comma list of accepted JWT algorithms (the server's list, never the token's)"),
     ("jwt_audience", _opt_str, "required 'aud' claim, if set"),

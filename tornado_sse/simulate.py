@@ -12,8 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from tornado_sse.pgclients import client_program
-from tornado_sse.pgclients import client_invocation, run_client
+from tornado_sse.pgclients import client_invocation, client_program, run_client
 from tornado_sse.sqlfiles import sql_path
 
 SCRIPT = "simulate.sql"

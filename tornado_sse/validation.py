@@ -9,8 +9,9 @@ silently do nothing.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 APPOINTMENT_STATUSES = ("unpaid", "pending-confirmation", "confirmed", "paid", "complete",
                         "in-cart", "was-in-cart", "cancelled", "trash")

@@ -22,8 +22,8 @@ from ..auth import MAX_ID, redact_uri
 from ..errors import ApiError, busy, invalid_params, unavailable
 
 if TYPE_CHECKING:
-    from ..context import Context
     from ..auth import Principal
+    from ..context import Context
 
 log = logging.getLogger("tornado_sse.http")
 
@@ -155,14 +155,14 @@ class BaseHandler(RequestHandler):
         if "Access-Control-Allow-Origin" in self._headers:
             methods = [m for m in ("GET", "POST", "PATCH", "DELETE")
                        if getattr(type(self), m.lower()) is not getattr(RequestHandler, m.lower())]
-            self.set_header("Access-Control-Allow-Methods", ", ".join(methods + ["OPTIONS"]))
+            self.set_header("Access-Control-Allow-Methods", ", ".join([*methods, "OPTIONS"]))
             self.set_header("Access-Control-Allow-Headers",
                             "Authorization, Content-Type, Last-Event-ID, X-WP-Nonce")
             self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
 
     # -- auth --------------------------------------------------------------------
-    def principal(self) -> "Principal":
+    def principal(self) -> Principal:
         """Who is asking: raises 401/403 unless admin or staff (SPEC §4)."""
         return self.ctx.auth.authenticate(self.request)
 

@@ -13,7 +13,6 @@ import asyncio
 import json
 from collections.abc import Sequence
 
-
 from ..context import Context
 from ..errors import ApiError
 from ..events import Encoding, Event

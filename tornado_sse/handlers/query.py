@@ -21,7 +21,7 @@ class StreamQuery:
     max_events: int | None  # None: the route's default
 
 
-def parse_stream_query(handler: "BaseHandler", principal: "Principal",
+def parse_stream_query(handler: BaseHandler, principal: Principal,
                        errors: dict[str, str]) -> StreamQuery:
     """Read cursor and filters; bad values are recorded in ``errors``.
 

@@ -86,9 +86,8 @@ class SSEParser:
         elif name == "id":
             if "\0" not in value:
                 self._id_buffer = value
-        elif name == "retry":
-            if value.isdigit():
-                self.retry = int(value)
+        elif name == "retry" and value.isdigit():
+            self.retry = int(value)
 
 
 class Response:
