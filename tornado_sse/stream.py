@@ -57,6 +57,11 @@ OnEnd = Callable[["SSEStream", str], None]
 class SSEStream:
     """Writes events to one client, in id order, each once."""
 
+    # Slotted: a process holds one per open stream, 10,000 and more.
+    __slots__ = ("_direct", "_hub", "_iostream", "_keepalive", "_last_write", "_max_buffer", "_on_end",
+                 "_pending", "_remaining", "bytes_sent", "cursor", "deadline", "deadline_reason", "encoding",
+                 "ended", "events_sent", "filter", "last_write", "opened", "started")
+
     def __init__(self, iostream: IOStream, hub: Hub, *, filter: Filter, chunked: bool, cursor: int,
                  keepalive: float, max_buffer: int, max_events: int = 0,
                  deadline: float | None = None, deadline_reason: str = END_TIMEOUT,
