@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psycopg
 
+NGINX_SITE = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "tornado_sse.conf"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -134,10 +135,10 @@ async def measure(args: argparse.Namespace, dsn: str, workdir: Path, stack: Exit
     token = issue_token(SECRET, role="admin", ttl=3600)
     target, nginx_pid = port, None
     if args.nginx:
-        from nginx_front import running_nginx  # bench/nginx_front.py
+        from tornado_sse.testing.nginx import running_nginx
 
-        url = stack.enter_context(running_nginx(workdir / "nginx", [port],
-                                                     connections=2 * args.streams + 100))
+        url = stack.enter_context(running_nginx(NGINX_SITE, workdir / "nginx", [port],
+                                                connections=2 * args.streams + 100))
         target = int(url.rsplit(":", 1)[1])
         master = int((workdir / "nginx" / "nginx.pid").read_text().split()[0])
         nginx_pid = nginx_worker(master)
