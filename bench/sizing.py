@@ -34,8 +34,8 @@ from pathlib import Path
 
 import psycopg
 
-NGINX_SITE = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "tornado_sse.conf"
 ROOT = Path(__file__).resolve().parent.parent
+NGINX_SITE = ROOT / "deploy" / "nginx" / "tornado_sse.conf"
 sys.path.insert(0, str(ROOT))
 
 from tornado_sse.auth import issue_token  # noqa: E402
