@@ -175,6 +175,7 @@ async def test_server_memory_stays_bounded_while_20_clients_send_5mb_bodies(serv
 # -- the connection budget -------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.pg_independent
 def test_at_the_open_file_limit_excess_connections_get_503_without_a_busy_loop(db, tmp_path):
     """Under ``ulimit -n 256``, 400 idle connections: the excess is refused
     with a JSON 503, the server stays under half a core with a few log lines,

@@ -23,6 +23,8 @@ from tests.fix_server import SECRET
 from tests.resuming_clients import Record, poll_client, sse_client
 from tornado_sse.testing.processes import serving
 
+pytestmark = pytest.mark.pg_independent
+
 EVENTS = 150
 STOP_AFTER = 50  # events written before one server is stopped
 SSE_CLIENTS = 6

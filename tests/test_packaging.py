@@ -21,6 +21,8 @@ from tests.packaging import build_wheel, install_into_fresh_venv, outside_env, w
 from tornado_sse import __version__
 from tornado_sse.testing.sse_client import Response, request
 
+pytestmark = pytest.mark.pg_independent
+
 
 def run(bindir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(bindir / args[0]), *args[1:]], cwd=cwd, capture_output=True,
