@@ -170,3 +170,53 @@ async def test_replay_after_byte_bounded_window_reads_the_table_and_loses_nothin
     got = await conn.take(30)
     assert event_ids(got) == list(range(1, 31))
     conn.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_write_field_sizes_are_bounded_and_named(server, db):
+    """SPEC §7: staff_ids at most 100 ids, text at most 1,000 characters; a
+    7 MB staff_ids list once became an 85 MB entry in the resume window."""
+    cases = [("/api/appointments", {"start": T0, "end": T0 + 3600, "staff_ids": list(range(1, 102))}, "staff_ids"),
+             ("/api/availabilities", {"scope": "global", "rrule": "x" * 1001}, "rrule")]
+    for path, body, field in cases:
+        resp = await request(server.url + path, method="POST", stream=False,
+                             headers={**auth(), "Content-Type": "application/json"},
+                             body=json.dumps(body).encode())
+        assert isinstance(resp, Response) and resp.status == 400, (path, resp.status)
+        assert field in resp.json()["data"]["params"]
+    ok = await request(server.url + "/api/appointments", method="POST", stream=False,
+                       headers={**auth(), "Content-Type": "application/json"},
+                       body=json.dumps({"start": T0, "end": T0 + 3600,
+                                        "staff_ids": list(range(1, 101))}).encode())
+    assert isinstance(ok, Response) and ok.status == 201
+    assert execute(db, "SELECT count(*) FROM appointments") == [(1,)]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_thirty_concurrent_large_snapshots_do_not_delay_live_events_or_healthz(make_server, db):
+    execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
+                " SELECT 1, '{5}', to_timestamp(%s + g * 10), to_timestamp(%s + g * 10 + 1800)"
+                " FROM generate_series(1, 10000) g", (T0, T0))
+    server = await make_server()
+    stream = await open_stream(server.url + "/sse", auth())
+    url = f"{server.url}/api/appointments?start={T0}&end={T0 + 86400 * 30}"
+    snapshots = [asyncio.ensure_future(request(url, headers=auth(), stream=False)) for _ in range(30)]
+    await asyncio.sleep(0.3)  # the pool is now taken by snapshots
+    fresh = insert_appointment(db)
+    started = time.monotonic()
+    msg = await asyncio.wait_for(stream.next(), 5)
+    assert msg.json()["resource_id"] == fresh
+    assert time.monotonic() - started < 1.0
+    health_codes = []
+    while not all(s.done() for s in snapshots):
+        health = await request(server.url + "/healthz")
+        assert isinstance(health, Response)
+        health_codes.append(health.status)
+        await asyncio.sleep(0.2)
+    assert health_codes and set(health_codes) == {200}
+    answers = [s.result() for s in snapshots]
+    # Each got its rows, or (pool exhausted past its wait) a 503 busy: never a hang or a 500.
+    assert all(a.status in (200, 503) for a in answers)
+    assert any(a.status == 200 and len(a.json()["appointments"]) == 10000 for a in answers)
+    assert all(a.json()["code"] == "rest_busy" for a in answers if a.status == 503)
+    stream.close()

@@ -23,12 +23,13 @@ def parse_topics(raw: str) -> tuple[str, ...]:
     """
     patterns = tuple(sorted({p.strip() for p in raw.split(",") if p.strip()}))
     for p in patterns:
-        if not any(_topic_matches(p, t) for t in TOPICS):
+        if not any(topic_matches(p, t) for t in TOPICS):
             raise InvalidTopic(p)
     return () if "*" in patterns else patterns
 
 
-def _topic_matches(pattern: str, topic: str) -> bool:
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Whether ``pattern`` (exact, ``prefix.*`` or ``*``) covers ``topic``."""
     if pattern == "*":
         return True
     if pattern.endswith(".*"):
@@ -56,7 +57,7 @@ class Filter:
         if self.audience_staff_id is not None and event.resource == "appointment" \
                 and (event.staff_ids is None or self.audience_staff_id not in event.staff_ids):
             return False
-        if self.topics and not any(_topic_matches(p, event.topic) for p in self.topics):
+        if self.topics and not any(topic_matches(p, event.topic) for p in self.topics):
             return False
         if self.staff_id is not None and event.staff_ids is not None \
                 and self.staff_id not in event.staff_ids:
