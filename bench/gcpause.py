@@ -1,0 +1,113 @@
+"""Full garbage-collection pause with N idle streams open (issue 14's goal:
+under 50 ms at 10,000 streams).
+
+    python bench/gcpause.py --streams 10000
+
+Runs a real server in this process (so the collection can be timed where
+it happens, with the production collector settings: ``quiet_collector``),
+on a private embedded PostgreSQL, and opens the streams from a separate
+client process (the open-file limit is per process). Then it times
+``gc.collect()`` (a full collection: what pauses every stream) a few times
+and counts the objects the collector tracks per stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tornado_sse.auth import issue_token  # noqa: E402
+from tornado_sse.collector import quiet_collector  # noqa: E402
+from tornado_sse.server import Server  # noqa: E402
+from tornado_sse.settings import Settings  # noqa: E402
+from tornado_sse.testing.postgres import OwnPostgres  # noqa: E402
+
+SECRET = "gcpause-secret-gcpause-secret-gcpause!"
+
+# The client: open N streams, say "ready", hold them until stdin closes.
+CLIENT = r"""
+import asyncio, sys
+port, n, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+async def one(held):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    held.append((reader, writer))
+async def main():
+    held = []
+    sem = asyncio.Semaphore(200)
+    async def guarded():
+        async with sem:
+            await one(held)
+    await asyncio.gather(*(guarded() for _ in range(n)))
+    print("ready", len(held), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+asyncio.run(main())
+"""
+
+
+async def measure(dsn: str, streams: int, repeats: int, workdir: Path) -> dict[str, float]:
+    settings = Settings(port=0, dsn=dsn, jwt_secret=SECRET, data_dir=workdir, max_streams_per_token=0,
+                        keepalive=60.0)
+    server = Server(settings, dsn)
+    await server.start()
+    await server.wait_ready(30)
+    quiet_collector()
+    tracked_before = len(gc.get_objects())
+    token = issue_token(SECRET, role="admin", ttl=3600)
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLIENT, str(server.port), str(streams), token,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert client.stdout is not None and client.stdin is not None
+    started = time.monotonic()
+    line = (await client.stdout.readline()).decode()
+    if not line.startswith("ready"):
+        raise SystemExit(f"the client did not open its streams: {line!r}")
+    opened = time.monotonic() - started
+    await asyncio.sleep(1.0)
+    tracked = len(gc.get_objects())
+    pauses = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gc.collect()
+        pauses.append(time.perf_counter() - t0)
+        await asyncio.sleep(0.2)
+    client.stdin.close()
+    await asyncio.wait_for(client.wait(), 30)
+    await server.stop()
+    return {"streams": streams, "open_s": opened, "tracked_per_stream": (tracked - tracked_before) / streams,
+            "pause_median_ms": 1000 * statistics.median(pauses), "pause_max_ms": 1000 * max(pauses)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tsse-gcpause-") as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)
+        pg = OwnPostgres(base)
+        try:
+            result = asyncio.run(measure(pg.dsn, args.streams, args.repeats, base / "data"))
+        finally:
+            pg.cleanup()
+    print(f"{result['streams']:,} streams opened in {result['open_s']:.1f} s; "
+          f"{result['tracked_per_stream']:.1f} GC-tracked objects per stream; "
+          f"full collection: median {result['pause_median_ms']:.1f} ms, max {result['pause_max_ms']:.1f} ms "
+          f"over {args.repeats}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
