@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 from harness import HarnessError, log
 from meters import CpuMeter, LoadClient, Procs, rss_of, tree
-from systems import Database, DbWriter, System, TornadoSSE
+from systems import Database, DbPublished, System, TornadoSSE
 
 Result = dict[str, Any]
 
@@ -208,18 +208,16 @@ def scoped(rig: Rig, system: System, streams: int) -> Result:
 
 
 # -- 5. servers ----------------------------------------------------------------
-class Fleet(System):
+class Fleet(DbPublished):
     """K separate tornado_sse processes (own ports, own listeners) on one
     database, fed by one writer: the README's scale-out story."""
 
     name = "tornado_sse"
 
     def __init__(self, rig: Rig, count: int) -> None:
-        super().__init__(rig.workdir, f"servers{count}")
-        self.db = rig.db
+        super().__init__(rig.workdir, rig.db, f"servers{count}")
         self.servers = [TornadoSSE(rig.workdir, rig.db, rig.src, label=f"servers{count}-{k}")
                         for k in range(count)]
-        self.writer: DbWriter | None = None
 
     def start(self) -> None:
         for s in self.servers:
@@ -228,9 +226,7 @@ class Fleet(System):
     def stop(self) -> None:
         for s in self.servers:
             s.stop()
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        self.close_db()
 
     def alive(self) -> None:
         for s in self.servers:
@@ -238,19 +234,6 @@ class Fleet(System):
 
     def procs(self) -> list[psutil.Process]:
         return [p for s in self.servers if s.proc is not None for p in tree(s.proc.pid)]
-
-    def begin_publishing(self) -> None:
-        if self.writer is None:
-            self.writer = DbWriter(self.db.dsn)
-        self.writer.begin()
-
-    def publish_one(self, staff: int | None = None) -> int:
-        assert self.writer is not None
-        return self.writer.insert(1 if staff is None else staff)
-
-    def resolve_ids(self, provisional: list[int]) -> list[int]:
-        assert self.writer is not None
-        return self.writer.resolve_ids(len(provisional))
 
 
 def servers(rig: Rig, count: int) -> Result:

@@ -210,7 +210,35 @@ class System:
                                 start_new_session=True, **kw)
 
 
-class TornadoSSE(System):
+class DbPublished(System):
+    """A system whose events are rows committed to its database (tornado_sse,
+    one server or a fleet): one writer, one INSERT per event."""
+
+    def __init__(self, workdir: Path, db: Database, label: str | None = None) -> None:
+        super().__init__(workdir, label)
+        self.db = db
+        self.writer: DbWriter | None = None
+
+    def begin_publishing(self) -> None:
+        if self.writer is None:
+            self.writer = DbWriter(self.db.dsn)
+        self.writer.begin()
+
+    def publish_one(self, staff: int | None = None) -> int:
+        assert self.writer is not None
+        return self.writer.insert(1 if staff is None else staff)  # returns once committed
+
+    def resolve_ids(self, provisional: list[int]) -> list[int]:
+        assert self.writer is not None
+        return self.writer.resolve_ids(len(provisional))
+
+    def close_db(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class TornadoSSE(DbPublished):
     """One ``python -m tornado_sse serve`` (``--processes N`` inside)."""
 
     name = "tornado_sse"
@@ -218,12 +246,10 @@ class TornadoSSE(System):
 
     def __init__(self, workdir: Path, db: Database, src: Path, processes: int = 1,
                  patches: list[str] | None = None, label: str | None = None) -> None:
-        super().__init__(workdir, label)
-        self.db = db
+        super().__init__(workdir, db, label)
         self.src = src
         self.patches = patches or []
         self.processes = processes
-        self.writer: DbWriter | None = None
         self.token = make_token("admin")
 
     def argv(self) -> list[str]:
@@ -286,19 +312,6 @@ class TornadoSSE(System):
         return [{"path": "/sse", "tag": str(s),
                  "headers": {"Authorization": f"Bearer {make_token('staff', s)}"}} for s in staffs]
 
-    def begin_publishing(self) -> None:
-        if self.writer is None:
-            self.writer = DbWriter(self.db.dsn)
-        self.writer.begin()
-
-    def publish_one(self, staff: int | None = None) -> int:
-        assert self.writer is not None
-        return self.writer.insert(1 if staff is None else staff)  # returns once committed
-
-    def resolve_ids(self, provisional: list[int]) -> list[int]:
-        assert self.writer is not None
-        return self.writer.resolve_ids(len(provisional))
-
     def get_json(self, path: str) -> Any:
         """GET ``path`` with the admin token; the decoded JSON body."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -328,11 +341,6 @@ class TornadoSSE(System):
         data = json.dumps(ev, separators=(",", ":"))
         frame = f"id: {ev['id']}\nevent: {ev['topic']}\ndata: {data}\n\n"
         return ev, len(frame.encode())
-
-    def close_db(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
 
 
 def envelope(template: dict[str, Any], n: int) -> str:

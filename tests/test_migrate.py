@@ -7,13 +7,7 @@ run twice (a lost record, or two servers racing, must do no harm).
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
-
-import psycopg
-import pytest
-from psycopg import conninfo
 
 from tests.fix_db import execute, insert_appointment
 from tornado_sse.migrate import migrate, migration_files
@@ -76,21 +70,8 @@ def test_event_ids_continue_after_a_second_migration(db: str) -> None:
     assert [r[0] for r in execute(db, "SELECT id FROM sse_events ORDER BY id")] == [1, 2]
 
 
-@pytest.fixture
-def fresh_dsn(pg_server_dsn: str) -> Iterator[str]:
-    """An empty database (never migrated) of its own, dropped afterwards."""
-    name = "tsse_migrate_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield conninfo.make_conninfo(pg_server_dsn, dbname=name)
-    finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_fresh_database_gets_every_file_once(fresh_dsn: str) -> None:
+def test_fresh_database_gets_every_file_once(empty_db: str) -> None:
     names = [p.name for p in migration_files()]
-    assert migrate(fresh_dsn) == names
-    assert migrate(fresh_dsn) == []
-    assert sorted(r[0] for r in execute(fresh_dsn, "SELECT name FROM tornado_sse_migrations")) == names
+    assert migrate(empty_db) == names
+    assert migrate(empty_db) == []
+    assert sorted(r[0] for r in execute(empty_db, "SELECT name FROM tornado_sse_migrations")) == names

@@ -95,6 +95,7 @@ async def test_waiting_client_that_disconnects_is_released_at_once(server):
 @pytest.mark.parametrize("query, names", [
     ("since_id=x", ["since_id"]), ("timeout=61", ["timeout"]), ("timeout=abc", ["timeout"]),
     ("max_events=0", ["max_events"]), ("topics=nope", ["topics"]),
+    ("timeout=%D9%A1", ["timeout"]), ("timeout=1_0", ["timeout"]), ("timeout=nan", ["timeout"]),
 ])
 @pytest.mark.gen_test(timeout=10)
 async def test_bad_parameters_get_400_naming_each(server, query, names):

@@ -51,7 +51,6 @@ class ResourceHandler(BaseHandler):
     def initialize(self, ctx: Context) -> None:
         super().initialize(ctx)
         self._write: asyncio.Future[Any] | None = None
-        self.gone = False
 
     @property
     def limits(self) -> rows.Limits:
@@ -104,7 +103,7 @@ class ResourceHandler(BaseHandler):
             raise invalid_params({"body": "a number is out of range."}) from None
 
     def on_connection_close(self) -> None:
-        self.gone = True
+        super().on_connection_close()
         if self._write is not None and not self._write.done():
             self._write.cancel()
 

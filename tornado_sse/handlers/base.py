@@ -71,6 +71,11 @@ class BaseHandler(RequestHandler):
         self._counted = False
         self._body = bytearray()
         self._expect_body = False
+        #: The client hung up (a late answer or a pending write is pointless).
+        self.gone = False
+
+    def on_connection_close(self) -> None:
+        self.gone = True
 
     async def prepare(self) -> None:
         self.ctx.inflight += 1

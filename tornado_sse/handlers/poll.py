@@ -75,7 +75,6 @@ class PollHandler(BaseHandler):
         super().initialize(ctx)
         self.route = route
         self.waiter: PollWaiter | None = None
-        self.gone = False  # the client hung up
 
     async def get(self) -> None:
         principal = self.principal()
@@ -140,7 +139,7 @@ class PollHandler(BaseHandler):
             quota.release(principal.token_key)
 
     def on_connection_close(self) -> None:
-        self.gone = True
+        super().on_connection_close()
         # Release the waiting client at once: resolve its future so the
         # handler returns and unsubscribes.
         if self.waiter is not None:
@@ -151,7 +150,8 @@ class PollHandler(BaseHandler):
         if raw is None or raw == "":
             return self.ctx.settings.poll_timeout
         try:
-            value = float(raw)
+            # ASCII only (SPEC §7): float() also reads "١٢" and "1_0".
+            value = float(raw) if raw.isascii() and "_" not in raw else -1.0
         except ValueError:
             value = -1.0
         if not 0 <= value <= MAX_TIMEOUT:

@@ -157,6 +157,7 @@ class SSEHandler(BaseHandler):
         return deadline, reason
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()
         if self.stream is not None:
             self.stream.end(END_CLOSED)
         elif not self.done.done():
