@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fix_db", "tests.fix_server", "tests.fix_browser", "tests.fix_migrations"]
+pytest_plugins = ["tests.fix_db", "tests.fix_server", "tests.fix_browser", "tests.fix_migrations",
+                  "tests.fix_roles"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,6 +15,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.fix_db import execute, insert_appointment
+from tests.fix_roles import notify_key, proven_body
+from tornado_sse.events import COLUMNS, Event
 
 Params = tuple[Any, ...] | dict[str, Any] | None
 # 2024-12-01 09:20 and 10:20 UTC, the SPEC §2 example.
@@ -278,34 +280,33 @@ def notifications(dsn: str, changes: list[str], count: int) -> list[str]:
         return [n.payload for n in listener.notifies(timeout=2, stop_after=count)]
 
 
-def test_notify_carries_the_whole_event_as_compact_json_when_it_fits(db: str) -> None:
+def test_notify_carries_the_whole_event_signed_when_it_fits(db: str) -> None:
     """SPEC §1: a notification may carry the event, so the listener needs no
-    query; the keys are the sse_events columns the listener reads."""
+    query, and proves it comes from the trigger (sql/004): an HMAC-SHA256 of
+    the body under the owner-only key, then the routing fields and the
+    envelope exactly as a cursor read builds it."""
     received = notifications(db, [
         "INSERT INTO appointments (staff_ids, product_id, start_at, end_at)"
         " VALUES ('{5,6}', 456, '2024-12-01T09:20Z', '2024-12-01T10:20Z')",
         "INSERT INTO availabilities (scope, title) VALUES ('global', 'Opening \"hours\"')",
     ], count=2)
-    rows = execute(db, "SELECT id, topic, resource, resource_id, payload::text, ts, staff_ids,"
-                       " product_ids, extract(epoch FROM created_at)::float8"
-                       " FROM sse_events ORDER BY id")
+    rows = execute(db, f"SELECT {COLUMNS} FROM sse_events ORDER BY id")
+    key = notify_key(db)
     assert len(received) == len(rows) == 2
-    for text, (eid, topic, resource, rid, payload, ts, staff, products, created) in zip(received, rows, strict=True):
-        assert json.loads(text) == {
-            "id": eid, "topic": topic, "resource": resource, "resource_id": rid,
-            "payload": json.loads(payload), "ts": ts, "staff_ids": staff,
-            "product_ids": products, "created_at": created,
-        }
-        # Compact: no whitespace but what the payload's own text carries,
-        # which is the payload::text a cursor read returns, byte for byte.
-        assert f',"payload":{payload},' in text
-        assert " " not in text.replace(payload, "")
+    for text, row in zip(received, rows, strict=True):
+        eid, topic, resource, rid, payload, ts, staff, products, created, actor = row
+        fields = proven_body(key, text).split(" ", 7)
+        audience = ["-" if ids is None else ",".join(map(str, ids)) for ids in (staff, products)]
+        assert fields[:7] == [str(eid), repr(created), *audience, topic, resource, str(rid)]
+        assert fields[7] == Event.from_row(row).json
+        assert json.loads(fields[7]) == {"id": eid, "topic": topic, "resource": resource, "resource_id": rid,
+                                         "payload": json.loads(payload), "ts": ts, "actor": json.loads(actor)}
         assert len(text.encode()) < 7900
-    assert json.loads(received[1])["staff_ids"] is None  # a global rule: everyone
+    assert received[1].split(" ")[3:5] == ["-", "-"]  # a global rule: everyone, every product
 
 
-def test_notify_of_an_event_too_large_for_a_notification_is_its_bare_id(db: str) -> None:
-    """Past 7,900 bytes the notification is the id alone, as under 001, and
+def test_notify_of_an_event_too_large_for_a_notification_is_its_signed_bare_id(db: str) -> None:
+    """Past 7,900 bytes the notification is the id alone, still signed, and
     the listener reads the event by cursor; the write itself succeeds."""
     staff = "{" + ",".join(str(100000 + i) for i in range(1000)) + "}"
     received = notifications(db, [
@@ -314,8 +315,9 @@ def test_notify_of_an_event_too_large_for_a_notification_is_its_bare_id(db: str)
     ], count=2)
     [[size]] = execute(db, "SELECT octet_length(payload::text) FROM sse_events WHERE id = 2")
     assert size > 8000
-    assert received[0].startswith("{")
-    assert received[1] == "2"
+    key = notify_key(db)
+    assert proven_body(key, received[0]).startswith("1 ")
+    assert proven_body(key, received[1]) == "2"
 
 
 # -- retention ----------------------------------------------------------------

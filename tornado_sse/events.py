@@ -3,6 +3,12 @@
 The JSON envelope (SPEC §2), its SSE frame and that frame as an HTTP chunk
 are built when the row is read, once per process, and every stream gets
 the same bytes: fan-out cost does not grow with the size of the payload.
+
+An event arrives in one of two ways: a row read by cursor
+(:meth:`Event.from_row`) or the body of a notification whose proof the
+listener has checked (:meth:`Event.from_notification`, sql/004). Both build
+the same bytes. The notification path only slices and formats: it runs
+once per event per server, so it does no JSON decoding (issue 21).
 """
 
 from __future__ import annotations
@@ -10,8 +16,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import sse
 
@@ -20,17 +25,16 @@ TOPICS: tuple[str, ...] = (
     "appointment.cancelled", "appointment.trashed", "appointment.deleted",
     "availability.created", "availability.updated", "availability.deleted",
 )
-
-_DECODER = json.JSONDecoder()
+_TOPICS = frozenset(TOPICS)
+_RESOURCES = frozenset(("appointment", "availability"))
 
 #: Columns in the order :meth:`Event.from_row` takes them.
 COLUMNS = ("id, topic, resource, resource_id, payload::text, ts, staff_ids, product_ids,"
-           " extract(epoch FROM created_at)::float8")
+           " extract(epoch FROM created_at)::float8, actor::text")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An event as every stream sees it."""
+class Event(NamedTuple):
+    """An event as every stream sees it (a tuple: small, immutable, cheap)."""
 
     id: int
     topic: str
@@ -52,61 +56,55 @@ class Event:
         return len(self.json) + len(self.frame) + len(self.chunk)
 
     @classmethod
-    def from_notification(cls, text: str) -> Event:
-        """Build from a NOTIFY payload that carries the event (sql/002).
+    def from_notification(cls, body: str) -> Event:
+        """Build from the body of a proven notification (sql/004's format:
+        ``id created_at staff products topic resource resource_id envelope``).
 
-        The envelope is the notification's own prefix, up to ``"ts"``: the
-        same bytes :meth:`from_row` builds, cut out rather than decoded and
-        encoded again, so the payload (the bulk) is never parsed. Raises
-        ValueError for anything not in that shape; the listener then reads
-        the log by cursor instead.
+        The envelope is cut out as it is, the bytes :meth:`from_row` builds.
+        Raises ValueError for anything not in that shape (the listener then
+        reads the log by cursor); the proof is the listener's to check.
         """
-        cut = text.rfind(',"staff_ids":')
-        ts_at = text.rfind(',"ts":', 0, cut)
-        if not text.startswith('{"id":') or cut < 0 or ts_at < 0:
+        fields = body.split(" ", 7)
+        if len(fields) != 8:
             raise ValueError("not an event notification")
-        decode = _DECODER.raw_decode
-        eid, end = decode(text, 6)
-        fields: list[Any] = []
-        for name in ("topic", "resource", "resource_id"):
-            key = f',"{name}":'
-            if not text.startswith(key, end):
-                raise ValueError(f"notification: expected {name}")
-            value, end = decode(text, end + len(key))
-            fields.append(value)
-        if not text.startswith(',"payload":{', end):
-            raise ValueError("notification: expected payload")
-        topic, resource, resource_id = fields
-        ts = int(text[ts_at + 6:cut])
-        tail = json.loads("{" + text[cut + 1:])
-        envelope = text[:cut] + "}"
-        frame = sse.frame(envelope, event=topic, id=eid)
-        staff, products = tail["staff_ids"], tail["product_ids"]
-        if not (isinstance(eid, int) and isinstance(topic, str) and isinstance(resource, str)
-                and isinstance(resource_id, int)) or ts < 0:
-            raise ValueError("notification: unexpected types")
-        return cls(
-            id=eid, topic=topic, resource=resource, resource_id=resource_id,
-            staff_ids=None if staff is None else frozenset(staff),
-            product_ids=None if products is None else frozenset(products),
-            created_at=float(tail["created_at"]), json=envelope, frame=frame, chunk=sse.http_chunk(frame),
-        )
+        eid_text, created, staff, products, topic, resource, rid, envelope = fields
+        eid = int(eid_text)
+        if topic not in _TOPICS or resource not in _RESOURCES or not envelope.startswith('{"id":'):
+            raise ValueError("notification: unexpected topic, resource or envelope")
+        return cls(eid, topic, resource, int(rid), _ids(staff), _ids(products), float(created),
+                   envelope, *_encode(envelope, topic, eid))
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Event:
         """Build from a row selected with :data:`COLUMNS`."""
-        eid, topic, resource, resource_id, payload, ts, staff, products, created = row
+        eid, topic, resource, resource_id, payload, ts, staff, products, created, actor = row
         envelope = (
             f'{{"id":{int(eid)},"topic":{json.dumps(topic)},"resource":{json.dumps(resource)},'
-            f'"resource_id":{int(resource_id)},"payload":{payload},"ts":{int(ts)}}}'
+            f'"resource_id":{int(resource_id)},"payload":{payload},"ts":{int(ts)},'
+            f'"actor":{"null" if actor is None else actor}}}'
         )
-        frame = sse.frame(envelope, event=topic, id=eid)
         return cls(
-            id=int(eid), topic=topic, resource=resource, resource_id=int(resource_id),
-            staff_ids=None if staff is None else frozenset(staff),
-            product_ids=None if products is None else frozenset(products),
-            created_at=float(created), json=envelope, frame=frame, chunk=sse.http_chunk(frame),
-        )
+            int(eid), topic, resource, int(resource_id),
+            None if staff is None else frozenset(staff),
+            None if products is None else frozenset(products),
+            float(created), envelope, *_encode(envelope, topic, int(eid)))
+
+
+def _ids(text: str) -> frozenset[int] | None:
+    """An audience field of the notification: "-" is NULL, "" is empty."""
+    if text == "-":
+        return None
+    return frozenset(map(int, text.split(","))) if text else frozenset()
+
+
+def _encode(envelope: str, topic: str, eid: int) -> tuple[bytes, bytes]:
+    """The SSE frame and its HTTP chunk, by formatting (one line of data:
+    PostgreSQL's JSON text never holds a raw CR or LF, nor NUL)."""
+    if "\n" in envelope or "\r" in envelope or "\0" in envelope or topic not in _TOPICS:
+        frame = sse.frame(envelope, event=topic, id=eid)  # any other text: the general rules
+    else:
+        frame = f"id: {eid}\nevent: {topic}\ndata: {envelope}\n\n".encode()
+    return frame, b"%x\r\n%b\r\n" % (len(frame), frame)
 
 
 class Encoding(enum.Enum):

@@ -1,9 +1,26 @@
 """The bridge from PostgreSQL to the hub: one per server process.
 
 A dedicated autocommit connection LISTENs on ``sse_events``. A notification
-normally carries its event (sql/002): when the notifications of a wake-up
-continue the cursor without a gap, they are published as they are, with no
-query (each added server costs the database a notification, not a read).
+normally carries its event (sql/004): when it proves it was made by the
+trigger and the notifications of a wake-up continue the cursor without a
+gap, they are published as they are, with no query (each added server
+costs the database a notification, not a read).
+
+Trust (issue 19, SPEC §1): any role that can log in can NOTIFY anything on
+``sse_events``. A payload is published as an event only when its HMAC
+checks under the key of ``tornado_sse_notify_key``, which only the table
+owner can read (the listener reads it once per connection). Anything else
+is counted (``tornado_sse_notifications_rejected``), logged at most once per
+``REJECT_LOG_EVERY``, and is a wake-up at most: the listener reads by
+cursor, and the cursor only ever moves on rows and proven payloads.
+
+One reader (issue 21): the LISTEN socket is registered with the event loop
+once per connection; when it is readable the listener consumes the input
+and takes every pending notification in one go, publishing them as one
+batch: no generator, timer or registration per wake-up. Notifications that
+psycopg reads during its own queries on that connection (the liveness
+check) reach the same code through a notify handler.
+
 Otherwise (at start, after a reconnect, on a gap in ids, for an event too
 large to carry, on every quiet tick) the listener reads every row past its
 cursor, in batches, on a second connection of its own; a payload of any
@@ -28,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hmac
 import logging
 import random
 import time
@@ -45,6 +63,11 @@ log = logging.getLogger("tornado_sse.listener")
 CHANNEL = "sse_events"
 #: How the LISTEN connection shows in pg_stat_activity (and how to find it).
 APPLICATION_NAME = "tornado_sse_listener"
+#: Seconds between two warnings about rejected notifications: a flood of
+#: forged NOTIFYs must not become a flood of log lines.
+REJECT_LOG_EVERY = 30.0
+#: The length of the proof in front of every trigger notification (hex).
+_MAC_LEN = 64
 
 
 class State(enum.Enum):
@@ -102,6 +125,21 @@ class Listener:
         #: Queries of the event log (start, reconnects, gaps, large events,
         #: quiet ticks); notifications that carry their event cost none.
         self.log_reads = 0
+        #: Notifications not published as events, by reason (for /metrics).
+        self.rejected = {"unproven": 0, "malformed": 0}
+        # The HMAC key of sql/004, read once per connection; None: unreadable
+        # (every notification is then a wake-up).
+        self._key: bytes | None = None
+        self._key_read_at = 0.0
+        self._key_stale = False
+        self._reject_logged_at = -REJECT_LOG_EVERY
+        self._rejects_unlogged = 0
+        # The one reader: the watched socket, when a catch-up is wanted, the
+        # error the reader met, and when a notification last arrived.
+        self._watched: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._wanted = asyncio.Event()
+        self._failure: Exception | None = None
+        self._last_heard = 0.0
 
     def start(self) -> None:
         """Begin listening; the first contact with the database sets the
@@ -119,8 +157,8 @@ class Listener:
     async def stop(self) -> None:
         """Stop listening and close the connection."""
         self.state = State.STOPPED
-        # Close the connection first, so a wait inside notifies() fails at once
-        # even if the cancellation below is lost (see _run).
+        # Close the connection first, so a wait on it fails at once even if
+        # the cancellation below is lost (see _run).
         await self._close_conn()
         if self._task is not None:
             self._task.cancel()
@@ -169,7 +207,26 @@ class Listener:
     async def _listen(self) -> None:
         self._conn = await self._connect()
         self._reader = await self._connect()
+        await self._read_key()
         await self._conn.execute(f"LISTEN {CHANNEL}")
+
+    async def _read_key(self) -> None:
+        """Read the notification key (sql/004) on the reader connection.
+
+        A server whose role cannot read it (not the table owner) still works:
+        every notification is then a wake-up and events come by cursor.
+        """
+        self._key_read_at = time.monotonic()
+        self._key_stale = False
+        try:
+            cur = await asyncio.wait_for(
+                self._reader_conn().execute("SELECT key FROM tornado_sse_notify_key"), self._check_timeout)
+            row = await cur.fetchone()
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable) as exc:
+            row = None
+            log.warning("cannot read the notification key (%s): every notification is read by cursor;"
+                        " run the server as the owner of the tables", _one_line(exc))
+        self._key = bytes(row[0]) if row is not None else None
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(
@@ -182,55 +239,151 @@ class Listener:
         return self._reader
 
     async def _wait_loop(self) -> None:
+        """Wait for catch-up requests, errors and quiet ticks; the reader
+        callback publishes proven notifications on its own, with no await."""
         conn = self._conn
         assert conn is not None
-        while self.state is not State.STOPPED:
-            payloads: list[str] = []
-            async for note in conn.notifies(timeout=self._check_interval, stop_after=1):
-                payloads.append(note.payload)
-            if payloads:
-                # Everything already received joins this wake-up.
-                async for note in conn.notifies(timeout=0):
-                    payloads.append(note.payload)
-                if self._publish_notified(payloads):
-                    continue
-            else:
-                await self._check_alive(conn)
-            await self.catch_up()
+        self._failure = None
+        self._wanted.clear()  # the catch-up after connecting covered any earlier request
+        self._last_heard = time.monotonic()
+        conn.add_notify_handler(self._on_notify)
+        self._watch(conn)
+        try:
+            while self.state is not State.STOPPED:
+                quiet_until = self._last_heard + self._check_interval
+                try:
+                    await asyncio.wait_for(self._wanted.wait(), max(0.0, quiet_until - time.monotonic()))
+                except asyncio.TimeoutError:
+                    pass
+                if self._failure is not None:
+                    raise self._failure
+                if self._wanted.is_set():
+                    self._wanted.clear()  # before reading: a request meanwhile means read again
+                    await self._refresh_key()
+                    await self.catch_up()
+                elif time.monotonic() >= self._last_heard + self._check_interval:
+                    # Quiet for a whole interval: is the connection alive? And
+                    # a catch-up, so a lost notification costs one interval.
+                    self._unwatch()
+                    await self._check_alive(conn)
+                    self._watch(conn)
+                    self._last_heard = time.monotonic()
+                    await self._refresh_key()
+                    await self.catch_up()
+        finally:
+            self._unwatch()
+            conn.remove_notify_handler(self._on_notify)
 
-    def _publish_notified(self, payloads: list[str]) -> bool:
-        """Publish straight from notifications that carry their events.
+    def _watch(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        fd = conn.pgconn.socket
+        loop.add_reader(fd, self._on_readable, conn.pgconn)
+        self._watched = (loop, fd)
 
-        Only when they continue the cursor without a gap: notifications
-        arrive in commit order, which is id order (sql/), so the events
-        past the cursor are exactly these. Anything else (an event too big
-        to carry, a gap left by a rolled-back id, a payload not in the
-        expected shape) returns False, and the caller reads the log by
-        cursor, which settles it. Events at or below the cursor were
-        already read by a catch-up and are skipped.
+    def _unwatch(self) -> None:
+        """Stop watching the LISTEN socket; before it closes, so a reused fd
+        number is never unregistered by mistake."""
+        if self._watched is not None:
+            loop, fd = self._watched
+            self._watched = None
+            loop.remove_reader(fd)
+
+    def _on_readable(self, pgconn: Any) -> None:
+        """The LISTEN socket is readable: take every pending notification."""
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as exc:  # closed or broken: the wait loop reconnects
+            self._unwatch()
+            self._failure = exc
+            self._wanted.set()
+            return
+        batch = []
+        while (note := pgconn.notifies()) is not None:
+            batch.append((note.extra, note.be_pid))
+        if batch:
+            self._take(batch)
+
+    def _on_notify(self, note: psycopg.Notify) -> None:
+        """A notification psycopg read during its own query on the LISTEN
+        connection (the liveness check)."""
+        self._take([(note.payload.encode(), note.pid)])
+
+    def _take(self, batch: list[tuple[bytes, int]]) -> None:
+        """Publish the proven events of ``batch`` that continue the cursor.
+
+        Notifications arrive in commit order, which is id order (sql/), so
+        proven events past the cursor are exactly these. An event too large
+        to carry, a gap left by a rolled-back id, or a payload without a
+        valid proof asks the wait loop for a read by cursor, which settles
+        it; events at or below the cursor were already published and are
+        skipped (a replayed genuine payload is one of these).
         """
-        if self._reading.locked():
-            return False  # a catch-up is reading: it covers these, in order
+        self._last_heard = self.last_contact = time.monotonic()
+        # While a catch-up reads, it must read these too: publish none here.
+        chain = not self._reading.locked()
+        read = not chain
         events: list[Event] = []
         expected = self.cursor + 1
-        for text in payloads:
-            if not text.startswith("{"):
-                return False  # the id of an event too large for a notification
+        for payload, pid in batch:
+            body = self._proven(payload, pid)  # every payload is checked, so every forgery counts
+            if body is None:
+                read = True
+                continue
+            if not chain:
+                continue
+            if body.isdigit():  # the id of an event too large for a notification
+                read, chain = True, False
+                continue
             try:
-                event = Event.from_notification(text)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("unexpected notification (%s); reading the log instead", exc)
-                return False
+                event = Event.from_notification(body.decode())
+            except ValueError as exc:  # UnicodeDecodeError is one
+                self._reject("malformed", pid, str(exc))
+                read, chain = True, False
+                continue
             if event.id < expected:
                 continue
-            if event.id != expected:
-                return False
+            if event.id != expected:  # a gap
+                read, chain = True, False
+                continue
             events.append(event)
             expected += 1
         if events:
             self._publish(events)
-        self.last_contact = time.monotonic()
-        return True
+        if read:
+            self._wanted.set()
+
+    def _proven(self, payload: bytes, pid: int) -> bytes | None:
+        """The body of a payload whose HMAC checks, else None (a wake-up)."""
+        key = self._key
+        if key is None:
+            return None
+        if len(payload) <= _MAC_LEN or payload[_MAC_LEN] != 0x20:
+            self._reject("malformed", pid, "no proof of origin")
+            return None
+        body = payload[_MAC_LEN + 1:]
+        # Constant time: a forger learns nothing from how long a check took.
+        if not hmac.compare_digest(hmac.digest(key, body, "sha256").hex().encode(), payload[:_MAC_LEN]):
+            self._reject("unproven", pid, "wrong proof of origin")
+            self._key_stale = True  # or the key was rotated: re-read it (rate-limited)
+            return None
+        return body
+
+    def _reject(self, reason: str, pid: int, detail: str) -> None:
+        self.rejected[reason] += 1
+        self._rejects_unlogged += 1
+        now = time.monotonic()
+        if now - self._reject_logged_at >= REJECT_LOG_EVERY:
+            log.warning("%d notification(s) on %s not taken as events since the last report (latest: %s,"
+                        " from backend pid %d); read by cursor instead: SPEC §1",
+                        self._rejects_unlogged, CHANNEL, detail, pid)
+            self._reject_logged_at = now
+            self._rejects_unlogged = 0
+
+    async def _refresh_key(self) -> None:
+        """Re-read the key after a payload failed its check, at most once per
+        check interval (a rotation heals; a forger cannot make us query)."""
+        if self._key_stale and time.monotonic() - self._key_read_at >= self._check_interval:
+            await self._read_key()
 
     def _publish(self, events: Sequence[Event]) -> None:
         started = time.perf_counter()
@@ -279,6 +432,7 @@ class Listener:
                 return
 
     async def _close_conn(self) -> None:
+        self._unwatch()
         conns = (self._conn, self._reader)
         self._conn = self._reader = None
         for conn in conns:

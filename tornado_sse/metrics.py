@@ -1,20 +1,76 @@
 """Prometheus metrics for one server process.
 
 A registry per :class:`Metrics` (not the library's global one) so several
-servers in one test process do not collide. The hot path only increments
-counters; histograms are observed per wake-up, not per stream.
+servers in one test process do not collide. What changes once per event
+batch (published events, deliveries, bytes, the two latency histograms)
+is kept in plain numbers and exported by a collector when /metrics is
+scraped: the publish path then costs a few additions, not a lock and a
+label lookup per metric (issue 21). Per-request metrics stay ordinary
+prometheus_client objects.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .events import Event
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _Histogram:
+    """A histogram as plain numbers: per-bucket counts (the last is +Inf) and a sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound counts in that bucket (le).
+        self.counts[bisect.bisect_left(_LATENCY_BUCKETS, value)] += 1
+        self.total += value
+
+    def family(self, name: str, doc: str) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound, count in zip([*map(str, _LATENCY_BUCKETS), "+Inf"], self.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=self.total)
+
+
+class _HotPath(Collector):
+    """Exports the plain numbers of :class:`Metrics` at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._m
+        yield CounterMetricFamily("tornado_sse_events_published", "Events read from the log and fanned out",
+                                  value=m.events_published)
+        yield CounterMetricFamily("tornado_sse_deliveries", "Events handed to live streams and pollers",
+                                  value=m.deliveries)
+        yield CounterMetricFamily("tornado_sse_bytes_sent", "Event bytes handed to live SSE streams",
+                                  value=m.bytes_sent)
+        yield m.commit_to_send.family("tornado_sse_commit_to_send_seconds",
+                                      "Event commit (row created) to fan-out")
+        yield m.fanout.family("tornado_sse_fanout_seconds", "Time to fan one wake-up out to every stream")
+        rejected = CounterMetricFamily(
+            "tornado_sse_notifications_rejected",
+            "NOTIFY payloads on sse_events not published as events, by reason: unproven (no valid "
+            "proof of origin: forged, or signed with another key) or malformed (not in the "
+            "trigger's shape); each was a wake-up at most (SPEC §1)", labels=["reason"])
+        for reason, count in m.rejected.items():
+            rejected.add_metric([reason], count)
+        yield rejected
 
 
 class Metrics:
@@ -26,12 +82,6 @@ class Metrics:
         self.open_polls = Gauge("tornado_sse_open_polls", "Waiting long-poll requests", ["route"], registry=r)
         self.streams_ended = Counter("tornado_sse_streams_ended", "SSE streams ended, by reason",
                                      ["route", "reason"], registry=r)
-        self.events_published = Counter("tornado_sse_events_published", "Events read from the log and fanned out",
-                                        registry=r)
-        self.deliveries = Counter("tornado_sse_deliveries", "Events handed to live streams and pollers",
-                                  registry=r)
-        self.bytes_sent = Counter("tornado_sse_bytes_sent", "Event bytes handed to live SSE streams",
-                                  registry=r)
         self.refused = Counter("tornado_sse_refused", "Requests and connections refused by a limit, by limit",
                                ["limit"], registry=r)
         self.connections = Gauge("tornado_sse_open_connections", "Open client connections", registry=r)
@@ -43,11 +93,15 @@ class Metrics:
                                "notification cost none)", registry=r)
         self.listener_reconnects = Gauge("tornado_sse_listener_reconnects",
                                          "Times the LISTEN connection was re-established", registry=r)
-        self.commit_to_send = Histogram("tornado_sse_commit_to_send_seconds",
-                                        "Event commit (row created) to fan-out", buckets=_LATENCY_BUCKETS,
-                                        registry=r)
-        self.fanout = Histogram("tornado_sse_fanout_seconds", "Time to fan one wake-up out to every stream",
-                                buckets=_LATENCY_BUCKETS, registry=r)
+        # The publish path: plain numbers, exported by _HotPath.
+        self.events_published = 0
+        self.deliveries = 0
+        self.bytes_sent = 0
+        self.commit_to_send = _Histogram()
+        self.fanout = _Histogram()
+        #: The listener's rejected-notification counts, by reason (its own dict).
+        self.rejected: Mapping[str, int] = {}
+        r.register(_HotPath(self))
 
         #: Commit-to-fan-out delay of the newest batch, seconds (for /healthz).
         self.last_lag: float | None = None
@@ -64,13 +118,12 @@ class Metrics:
 
     def published(self, events: Sequence[Event], fanout_seconds: float, deliveries: int,
                   sent: int) -> None:
-        now = time.time()
-        self.events_published.inc(len(events))
-        self.deliveries.inc(deliveries)
-        self.bytes_sent.inc(sent)
+        self.events_published += len(events)
+        self.deliveries += deliveries
+        self.bytes_sent += sent
         self.fanout.observe(fanout_seconds)
-        self.last_lag = round(max(0.0, now - events[-1].created_at), 6)
-        self.commit_to_send.observe(self.last_lag)
+        lag = self.last_lag = round(max(0.0, time.time() - events[-1].created_at), 6)
+        self.commit_to_send.observe(lag)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

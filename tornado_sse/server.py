@@ -75,6 +75,7 @@ class Server:
         metrics = Metrics()
         listener = Listener(dsn, hub, check_interval=check_interval,
                             check_timeout=check_timeout, on_batch=metrics.published)
+        metrics.rejected = listener.rejected
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
                            ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
                            quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams))
