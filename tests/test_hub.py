@@ -14,7 +14,7 @@ def ev(i: int, topic: str = "appointment.created", staff=(5,), products=(456,)) 
     resource = topic.split(".")[0]
     return Event.from_row((i, topic, resource, i, "{}", 0,
                            None if staff is None else list(staff),
-                           None if products is None else list(products), 0.0))
+                           None if products is None else list(products), 0.0, None))
 
 
 @dataclass(eq=False)

@@ -42,14 +42,14 @@ def test_text_column_cannot_forge_a_field():
 def test_event_envelope_from_row_keeps_utf8_and_json_escapes():
     payload = '{"title": "Zo\u00eb \\n \u2603", "id": 1}'
     event = Event.from_row((42, "availability.created", "availability", 1, payload, 1733044800,
-                            None, None, 1733044800.5))
+                            None, None, 1733044800.5, '{"db_user": "postgres"}'))
     assert event.frame.startswith(b"id: 42\nevent: availability.created\ndata: {")
     assert event.frame.count(b"\n") == 4  # id, event, data, blank: JSON has no raw newline
     message = SSEParser().feed(event.frame)[0]
     body = message.json()
     assert body == {"id": 42, "topic": "availability.created", "resource": "availability",
                     "resource_id": 1, "payload": {"title": "Zo\u00eb \n \u2603", "id": 1},
-                    "ts": 1733044800}
+                    "ts": 1733044800, "actor": {"db_user": "postgres"}}
     assert event.chunk == b"%x\r\n" % len(event.frame) + event.frame + b"\r\n"
 
 
