@@ -99,6 +99,39 @@ async def test_forged_notification_with_the_next_id_reaches_no_stream_and_the_re
 
 
 @pytest.mark.gen_test(timeout=40)
+async def test_a_flood_of_forgeries_costs_at_most_ten_reads_a_second_and_loses_nothing(
+        make_server, make_role, db):
+    """Each forgery is a wake-up, but wake-ups asked for only by payloads
+    without a proof are read at most every UNPROVEN_READ_EVERY (0.1 s)."""
+    server = await make_server()
+    stream = await open_stream(server.url + "/sse", auth())
+    forger_dsn = make_role()
+
+    def flood() -> None:  # in a thread: the server shares this test's event loop
+        with psycopg.connect(forger_dsn, autocommit=True) as forger:
+            for i in range(300):
+                forger.execute("SELECT pg_notify('sse_events', %s)", (f"{i:064d} {i + 1} forged",))
+                if i == 150:
+                    insert_appointment(db)  # a real event in the middle of the flood
+                time.sleep(0.002)
+
+    reads = server.ctx.listener.log_reads
+    started = time.monotonic()
+    await asyncio.to_thread(flood)
+    await wait_until(lambda: rejected(server)["unproven"] == 300)
+    await asyncio.sleep(0.2)  # the last rate-limited read
+    elapsed = time.monotonic() - started
+    # One read per 0.1 s, plus the few the real event asks for (it may land in a read).
+    assert 2 <= server.ctx.listener.log_reads - reads <= elapsed / 0.1 + 5
+    assert event_ids(await stream.take(1)) == [1]
+    insert_appointment(db)
+    assert event_ids(await stream.take(1)) == [2]
+    with pytest.raises(asyncio.TimeoutError):
+        await stream.next(timeout=0.3)
+    stream.close()
+
+
+@pytest.mark.gen_test(timeout=40)
 async def test_a_captured_genuine_payload_replayed_by_another_role_adds_nothing(make_server, make_role, db):
     """Any role may LISTEN and copy a genuine, signed payload. Sent again it
     is the same committed event with its own id: skipped as already seen."""

@@ -53,6 +53,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.pq.abc import PGconn
 
 from . import eventlog
 from .events import Event
@@ -66,6 +67,10 @@ APPLICATION_NAME = "tornado_sse_listener"
 #: Seconds between two warnings about rejected notifications: a flood of
 #: forged NOTIFYs must not become a flood of log lines.
 REJECT_LOG_EVERY = 30.0
+#: Seconds between two reads by cursor asked for only by payloads without a
+#: valid proof: a flood of forged NOTIFYs costs each server at most ten
+#: queries a second, not one per forgery.
+UNPROVEN_READ_EVERY = 0.1
 #: The length of the proof in front of every trigger notification (hex).
 _MAC_LEN = 64
 
@@ -138,6 +143,10 @@ class Listener:
         # error the reader met, and when a notification last arrived.
         self._watched: tuple[asyncio.AbstractEventLoop, int] | None = None
         self._wanted = asyncio.Event()
+        # Whether a wanted read has a genuine reason (a gap, a large event, a
+        # read in progress, no key); else only unproven payloads asked for it.
+        self._must_read = False
+        self._unproven_read_at = -UNPROVEN_READ_EVERY
         self._failure: Exception | None = None
         self._last_heard = 0.0
 
@@ -245,6 +254,7 @@ class Listener:
         assert conn is not None
         self._failure = None
         self._wanted.clear()  # the catch-up after connecting covered any earlier request
+        self._must_read = False
         self._last_heard = time.monotonic()
         conn.add_notify_handler(self._on_notify)
         self._watch(conn)
@@ -258,7 +268,15 @@ class Listener:
                 if self._failure is not None:
                     raise self._failure
                 if self._wanted.is_set():
+                    # Asked for by unproven payloads only: rate-limited. (A
+                    # genuine reason arriving during the pause waits for it:
+                    # at most UNPROVEN_READ_EVERY, and only under a flood.)
+                    if not self._must_read:
+                        self._unproven_read_at = max(time.monotonic(),
+                                                     self._unproven_read_at + UNPROVEN_READ_EVERY)
+                        await asyncio.sleep(self._unproven_read_at - time.monotonic())
                     self._wanted.clear()  # before reading: a request meanwhile means read again
+                    self._must_read = False
                     await self._refresh_key()
                     await self.catch_up()
                 elif time.monotonic() >= self._last_heard + self._check_interval:
@@ -288,16 +306,17 @@ class Listener:
             self._watched = None
             loop.remove_reader(fd)
 
-    def _on_readable(self, pgconn: Any) -> None:
+    def _on_readable(self, pgconn: PGconn) -> None:
         """The LISTEN socket is readable: take every pending notification."""
         try:
             pgconn.consume_input()
         except psycopg.Error as exc:  # closed or broken: the wait loop reconnects
             self._unwatch()
             self._failure = exc
+            self._must_read = True
             self._wanted.set()
             return
-        batch = []
+        batch: list[tuple[bytes, int]] = []
         while (note := pgconn.notifies()) is not None:
             batch.append((note.extra, note.be_pid))
         if batch:
@@ -322,12 +341,16 @@ class Listener:
         # While a catch-up reads, it must read these too: publish none here.
         chain = not self._reading.locked()
         read = not chain
+        unproven = False
         events: list[Event] = []
         expected = self.cursor + 1
         for payload, pid in batch:
             body = self._proven(payload, pid)  # every payload is checked, so every forgery counts
             if body is None:
-                read = True
+                if self._key is None:
+                    read = True  # no key to check with: every notification is a wake-up
+                else:
+                    unproven = True
                 continue
             if not chain:
                 continue
@@ -350,6 +373,8 @@ class Listener:
         if events:
             self._publish(events)
         if read:
+            self._must_read = True
+        if read or unproven:
             self._wanted.set()
 
     def _proven(self, payload: bytes, pid: int) -> bytes | None:
