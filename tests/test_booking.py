@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import psycopg
 import pytest
 
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import admin_token, auth
+from tests.txn_steps import Session
 from tornado_sse.testing.sse_client import open_stream, request
 
 T0 = 1733131200  # 2024-12-02T09:20:00Z, a Monday
@@ -124,3 +126,59 @@ async def test_an_api_write_records_the_token_role_and_subject_as_the_event_acto
                          token=admin_token(sub="front-desk"))
     [(actor,)] = execute(db, "SELECT actor FROM sse_events WHERE id = %s", (int(created.headers["event-id"]),))
     assert (json.loads(actor) if isinstance(actor, str) else actor) == {"role": "admin", "sub": "front-desk"}
+
+
+# -- no double booking --------------------------------------------------------------
+
+def test_two_concurrent_transactions_booking_one_staff_slot_one_fails(db):
+    """Two psql sessions book staff 5 at 09:20 at once: the second waits on
+    the first's row in the exclusion index and fails when it commits."""
+    insert = ("INSERT INTO appointments (staff_ids, start_at, end_at)"
+              " VALUES ('{5}', '2024-12-02T09:00Z', '2024-12-02T10:00Z')")
+    a, b = Session(db), Session(db)
+    try:
+        a.step(insert).result(timeout=5)
+        second = b.step(insert)
+        assert not second.done() and b.waiting_on_lock(), "B should wait for A's booking"
+        a.commit().result(timeout=5)
+        with pytest.raises(psycopg.errors.ExclusionViolation):
+            second.result(timeout=5)
+    finally:
+        a.close()
+        b.close()
+    assert execute(db, "SELECT count(*) FROM appointments") == [(1,)]
+
+
+def test_bookings_that_hold_no_time_or_allow_overlap_or_touch_end_to_start_may_coexist(db):
+    first = booked(db, staff_ids=[5, 6])
+    booked(db, staff_ids=[5], start_at="2024-12-01T10:20:00Z", end_at="2024-12-01T11:00:00Z")  # back to back
+    booked(db, staff_ids=[7])  # another staff member
+    insert_appointment(db, staff_ids=[6], overlap_allowed=True)
+    for status in ("cancelled", "trash", "was-in-cart"):
+        booked(db, staff_ids=[5], status=status)
+    with pytest.raises(psycopg.errors.ExclusionViolation):
+        booked(db, staff_ids=[6])
+    execute(db, "UPDATE appointments SET status = 'cancelled' WHERE id = %s", (first,))
+    booked(db, staff_ids=[6])  # the cancelled one freed the slot
+    with pytest.raises(psycopg.errors.ExclusionViolation):  # and reviving it double-books
+        execute(db, "UPDATE appointments SET status = 'confirmed' WHERE id = %s", (first,))
+    execute(db, "TRUNCATE appointments")  # the derived table follows
+    assert execute(db, "SELECT count(*) FROM appointment_staff_times") == [(0,)]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_api_409_names_the_other_appointment_and_overlap_allowed_books_anyway(server, db):
+    other = booked(db, staff_ids=[5], start_at="2024-12-02T09:00:00Z", end_at="2024-12-02T10:00:00Z")
+    body = {"start": "2024-12-02T09:30:00Z", "end": "2024-12-02T10:30:00Z", "staff_ids": [6, 5]}
+    refused = await call(server, "POST", "/api/appointments", body)
+    assert refused.status == 409
+    err = refused.json()
+    assert err["code"] == "rest_conflict" and err["data"]["conflicts"] == [other]
+    assert execute(db, "SELECT count(*) FROM appointments") == [(1,)]
+    anyway = await call(server, "POST", "/api/appointments", {**body, "overlap_allowed": True})
+    assert anyway.status == 201 and anyway.json()["overlap_allowed"] is True
+    mine = await call(server, "POST", "/api/appointments",
+                      {"start": T0 + 86400, "end": T0 + 90000, "staff_ids": [6]})
+    moved = await call(server, "PATCH", f"/api/appointments/{mine.json()['id']}",
+                       {"start": "2024-12-02T08:30:00Z", "end": "2024-12-02T09:30:00Z", "staff_ids": [5]})
+    assert moved.status == 409 and moved.json()["data"]["conflicts"] == [other]
