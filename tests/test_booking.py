@@ -16,6 +16,8 @@ import pytest
 from tests.fix_db import execute, insert_appointment
 from tests.fix_server import admin_token, auth
 from tests.txn_steps import Session
+from tornado_sse.migrate import migrate
+from tornado_sse.sqlfiles import sql_file
 from tornado_sse.testing.sse_client import open_stream, request
 
 T0 = 1733131200  # 2024-12-02T09:20:00Z, a Monday
@@ -182,3 +184,20 @@ async def test_api_409_names_the_other_appointment_and_overlap_allowed_books_any
     moved = await call(server, "PATCH", f"/api/appointments/{mine.json()['id']}",
                        {"start": "2024-12-02T08:30:00Z", "end": "2024-12-02T09:30:00Z", "staff_ids": [5]})
     assert moved.status == 409 and moved.json()["data"]["conflicts"] == [other]
+
+
+def test_migration_keeps_existing_double_bookings_by_allowing_the_later_ones(schema_db):
+    """A database with double bookings from before sql/005 upgrades without
+    failing; the later appointment of each overlapping pair gets
+    overlap_allowed (README "Writes"), and running 005 again changes nothing."""
+    dsn = schema_db("003_directory.sql")
+    for staff, status in (([5], "confirmed"), ([5, 6], "paid"), ([6], "unpaid"), ([5], "cancelled"), ([7], "paid")):
+        execute(dsn, "INSERT INTO appointments (staff_ids, start_at, end_at, status)"
+                     " VALUES (%s, '2024-12-02T09:00Z', '2024-12-02T10:00Z', %s)", (staff, status))
+    migrate(dsn)
+    rows = execute(dsn, "SELECT id, overlap_allowed, version FROM appointments ORDER BY id")
+    assert rows == [(1, False, 1), (2, True, 2), (3, True, 2), (4, False, 1), (5, False, 1)]
+    execute(dsn, sql_file("005_booking.sql").read_text(encoding="utf-8"))
+    assert execute(dsn, "SELECT id, overlap_allowed, version FROM appointments ORDER BY id") == rows
+    assert execute(dsn, "SELECT appointment_id, staff_id FROM appointment_staff_times ORDER BY 1, 2") == [
+        (1, 5), (5, 7)]
