@@ -46,6 +46,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 #: How many local days one evaluation walks at most (an all-day booking or
 #: a calendar range longer than this is checked over its first days only).
@@ -78,7 +79,15 @@ class Rule:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Rule:
-        return cls(**{name: row.get(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        """From a row's columns (a rule not yet inserted has id 0)."""
+        values: dict[str, Any] = {name: row.get(name) for name in cls.__dataclass_fields__}
+        values["id"] = values["id"] or 0
+        for name, default in (("title", ""), ("range_type", "custom"), ("scope", "global")):
+            values[name] = values[name] if values[name] is not None else default
+        values["appointable"] = values["appointable"] is not False
+        values["priority"] = values["priority"] if values["priority"] is not None else 10
+        values["ordering"] = values["ordering"] or 0
+        return cls(**values)
 
     def summary(self) -> dict[str, Any]:
         """How an answer names the rule (``data.rule``)."""
@@ -289,8 +298,10 @@ def _layers(rules: Iterable[Rule], product_id: int | None,
 
 def _closed_by(layers: list[list[_Compiled]], local: dt.datetime) -> tuple[Rule, bool] | None:
     """The rule that closes this local moment (and whether by lying outside
-    it), or None when every layer is open."""
-    for layer in layers:
+    it), or None when every layer is open. The most specific layer that
+    closes is named (a staff member's holiday rather than the opening
+    hours around it)."""
+    for layer in reversed(layers):
         decided = next((c for c in layer if c.covers(local)), None)
         if decided is not None:
             if not decided.rule.appointable:
@@ -356,3 +367,12 @@ def first_closure(rules: Iterable[Rule], start: dt.datetime, end: dt.datetime, t
             return Closed(lo, hi, rule.rule, rule.outside)
         day += _DAY
     return None
+
+
+def zone(name: str, offset_seconds: float) -> dt.tzinfo:
+    """The tzinfo for PostgreSQL's TimeZone setting: the IANA zone of that
+    name, or (a POSIX-style or unknown name) its current fixed offset."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.timezone(dt.timedelta(seconds=round(offset_seconds)), name)
