@@ -15,7 +15,7 @@ from .errors import ApiError, not_found
 from .handlers.api import AppointmentHandler, AppointmentsHandler, AvailabilitiesHandler, AvailabilityHandler
 from .handlers.base import BaseHandler
 from .handlers.directory import DirectoryHandler
-from .handlers.health import HealthHandler, MetricsHandler
+from .handlers.health import HealthHandler, LiveHandler, MetricsHandler, ReadyHandler
 from .handlers.poll import PollHandler
 from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
@@ -117,6 +117,8 @@ def make_app(ctx: Context) -> Application:
         (r"/session", SessionHandler, {"ctx": ctx}),
         (r"/api/me", MeHandler, {"ctx": ctx}),
         (r"/healthz", HealthHandler, {"ctx": ctx}),
+        (r"/livez", LiveHandler, {"ctx": ctx}),
+        (r"/readyz", ReadyHandler, {"ctx": ctx}),
         (r"/metrics", MetricsHandler, {"ctx": ctx}),
     ]
     return Application(

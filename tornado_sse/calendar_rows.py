@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -108,14 +109,23 @@ async def _transaction(pool: AsyncConnectionPool, limits: Limits, *,
                        snapshot: bool = False) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection in a transaction with ``limits`` set locally
     (they end with it, so the pooled connection keeps its defaults)."""
-    async with pool.connection() as conn, conn.transaction():
-        if snapshot:
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        for name, seconds in (("lock_timeout", limits.lock_timeout),
-                              ("statement_timeout", limits.statement_timeout)):
-            await conn.execute(sql.SQL("SELECT set_config({}, {}, true)").format(
-                sql.Literal(name), sql.Literal(f"{int(seconds * 1000)}ms")))
-        yield conn
+    async with pool.connection() as conn:
+        try:
+            async with conn.transaction():
+                if snapshot:
+                    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                for name, seconds in (("lock_timeout", limits.lock_timeout),
+                                      ("statement_timeout", limits.statement_timeout)):
+                    await conn.execute(sql.SQL("SELECT set_config({}, {}, true)").format(
+                        sql.Literal(name), sql.Literal(f"{int(seconds * 1000)}ms")))
+                yield conn
+        except psycopg.errors.ReadOnlySqlTransaction:
+            # A session opened while the database was read-only keeps
+            # default_transaction_read_only for life: closed, the pool
+            # replaces it, so writes work again as soon as the database
+            # does (SPEC §7; the client gets 503 read_only meanwhile).
+            await conn.close()
+            raise
 
 
 class Snapshot:

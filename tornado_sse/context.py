@@ -12,6 +12,7 @@ from .hub import Hub
 from .listener import Listener
 from .metrics import Metrics
 from .quota import StreamQuota
+from .readiness import Readiness
 from .settings import Settings
 from .stream import Ticker
 
@@ -28,5 +29,6 @@ class Context:
     auth: Authenticator
     metrics: Metrics
     quota: StreamQuota
+    readiness: Readiness
     #: Requests being handled now; shutdown lets them finish (bounded).
     inflight: int = 0

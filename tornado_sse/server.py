@@ -23,7 +23,6 @@ import socket
 from collections.abc import Callable
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
@@ -38,7 +37,9 @@ from .hub import Hub
 from .listener import Backoff, Listener
 from .metrics import Metrics
 from .migrate import migrate
+from .pool import CheckedPool
 from .quota import StreamQuota
+from .readiness import Readiness
 from .settings import Settings, SettingsError
 from .stream import END_SHUTDOWN, Ticker
 from .supervisor import supervise
@@ -67,7 +68,9 @@ class Server:
         self._seed = seed
         s = settings
         auth = Authenticator(s)  # validates keys before anything else starts
-        pool = AsyncConnectionPool(
+        # Checked on checkout: a dead pooled connection (failover, restart,
+        # pg_terminate_backend) is replaced, never a client's error (SPEC §7).
+        pool = CheckedPool(
             dsn, min_size=1, max_size=s.pool_size, open=False, timeout=POOL_TIMEOUT,
             kwargs={"autocommit": True, "application_name": "tornado_sse", **_KEEPALIVES},
             name="tornado_sse")
@@ -77,7 +80,8 @@ class Server:
                             check_timeout=check_timeout, on_batch=metrics.published)
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
                            ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
-                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams))
+                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams),
+                           readiness=Readiness(pool, listener, hub))
         self._http: GuardedHTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None
