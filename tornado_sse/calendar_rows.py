@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -152,7 +152,7 @@ class Snapshot:
     async def __aexit__(self, *exc: Any) -> None:
         await self._tx.__aexit__(*exc)
 
-    async def pages(self) -> AsyncIterator[list[str]]:
+    async def pages(self) -> AsyncGenerator[list[str], None]:
         """The rows' JSON texts in calendar order, ``PAGE_ROWS`` at a time."""
         assert self._conn is not None
         t = self._table

@@ -14,6 +14,7 @@ from .metrics import Metrics
 from .quota import StreamQuota
 from .readiness import Readiness
 from .settings import Settings
+from .snapshots import SnapshotGate
 from .stream import Ticker
 
 
@@ -30,5 +31,6 @@ class Context:
     metrics: Metrics
     quota: StreamQuota
     readiness: Readiness
+    snapshots: SnapshotGate
     #: Requests being handled now; shutdown lets them finish (bounded).
     inflight: int = 0

@@ -87,6 +87,14 @@ def too_many_streams(limit: int) -> ApiError:
                     retry_after=10)
 
 
+def too_many_snapshots(limit: int) -> ApiError:
+    """429: this token already has ``limit`` snapshots being read (others
+    unaffected): each holds memory and possibly a database connection."""
+    return ApiError(429, "rest_too_many_snapshots",
+                    f"This token already has {limit} snapshots in progress; retry when one is done.",
+                    retry_after=5)
+
+
 def busy(message: str = "The database is busy; try again shortly.") -> ApiError:
     """503 when the database answers but not in time: every pooled connection
     is in use, a row lock was not granted within the lock timeout, or a

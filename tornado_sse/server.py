@@ -41,6 +41,7 @@ from .pool import CheckedPool
 from .quota import StreamQuota
 from .readiness import Readiness
 from .settings import Settings, SettingsError
+from .snapshots import SnapshotGate
 from .stream import END_SHUTDOWN, Ticker
 from .supervisor import supervise
 
@@ -81,7 +82,11 @@ class Server:
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
                            ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
                            quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams),
-                           readiness=Readiness(pool, listener, hub))
+                           readiness=Readiness(pool, listener, hub),
+                           # Snapshots may hold half the pool; the rest stays
+                           # for writes, polls and replays (issue 19).
+                           snapshots=SnapshotGate(per_token=s.max_snapshots_per_token,
+                                                  connections=max(1, s.pool_size // 2), wait=POOL_TIMEOUT))
         self._http: GuardedHTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None
