@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
@@ -23,7 +22,7 @@ from .. import calendar_rows as rows
 from ..auth import Principal
 from ..context import Context
 from ..errors import ApiError, forbidden, invalid_params
-from ..validation import Invalid, appointment_columns, availability_columns, parse_time
+from ..validation import DuplicateKey, Invalid, appointment_columns, availability_columns, parse_json, parse_time
 from .base import BaseHandler
 
 log = logging.getLogger("tornado_sse.api")
@@ -68,8 +67,10 @@ class ResourceHandler(BaseHandler):
             # without a CORS preflight.
             raise ApiError(415, "rest_invalid_content_type", "Send the body as application/json.")
         try:
-            return json.loads(self.body or b"null")
-        except (ValueError, RecursionError):
+            return parse_json(self.body)
+        except DuplicateKey as exc:
+            raise invalid_params({exc.key: f"{exc}."}) from None
+        except Invalid:
             raise invalid_params({"body": "The body is not valid JSON."}) from None
 
     def admin(self) -> Principal:
@@ -221,7 +222,8 @@ class AppointmentsHandler(ResourceHandler):
         self.write_json(row, 201)
 
     def _time_arg(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
-        raw = self.get_query_argument(name, None)
+        # Unstripped: str.strip() would take NBSP padding away (issue 19).
+        raw = self.get_query_argument(name, None, strip=False)
         if raw is None or raw == "":
             return None
         try:

@@ -20,6 +20,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..auth import MAX_ID, redact_uri
 from ..errors import ApiError, busy, cannot_write, invalid_params, read_only, unavailable
+from ..validation import query_control_characters
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -130,9 +131,11 @@ class BaseHandler(RequestHandler):
 
     def _refuse_repeated_parameters(self) -> None:
         """One rule everywhere (README): a parameter given twice is a 400,
-        never "first wins" in one place and "last wins" in another."""
+        never "first wins" in one place and "last wins" in another; so is one
+        whose name or value holds a control character (``%00``)."""
         repeated = {name: f"{name} is given more than once."
                     for name, values in self.request.query_arguments.items() if len(values) > 1}
+        repeated.update(query_control_characters(self.request.query_arguments))
         if repeated:
             raise invalid_params(repeated)
 
