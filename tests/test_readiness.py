@@ -138,7 +138,7 @@ async def test_read_only_database_answers_writes_503_and_readyz_says_so(make_ser
 async def test_killed_pool_backends_are_replaced_before_any_client_sees_them(make_server, db):
     """pg_terminate_backend on every pooled connection (a restart, a
     failover, an overzealous DBA): the next requests all succeed."""
-    server = await make_server(pool_size=4)
+    server = await make_server(pool_size=4, max_snapshots_per_token=0)
     url = f"{server.url}/api/appointments?start={T0}&end={T0 + 86400}"
     # Several concurrent snapshots open several pooled connections.
     warm = await asyncio.gather(*[request(url, headers=auth(), stream=False) for _ in range(6)])

@@ -42,8 +42,13 @@ class CheckedPool(AsyncConnectionPool):
                 raise
             try:
                 await conn.execute("")
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, psycopg.InterfaceError):
                 await self.putconn(conn)  # broken: the pool closes it and opens another
                 continue
+            except BaseException:
+                # Cancelled (a poll whose client hung up): give it back, or
+                # the pool would count it as lent out for ever.
+                await self.putconn(conn)
+                raise
             return conn
         raise PoolTimeout(f"no working connection within {self.timeout:.1f} s")
