@@ -199,7 +199,7 @@ async def test_thirty_concurrent_large_snapshots_do_not_delay_live_events_or_hea
     execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at, overlap_allowed)"
                 " SELECT 1, '{5}', to_timestamp(%s + g * 10), to_timestamp(%s + g * 10 + 1800), true"
                 " FROM generate_series(1, 10000) g", (T0, T0))
-    server = await make_server()
+    server = await make_server(max_snapshots_per_token=0)  # one token, 30 snapshots
     stream = await open_stream(server.url + "/sse", auth())
     url = f"{server.url}/api/appointments?start={T0}&end={T0 + 86400 * 30}"
     snapshots = [asyncio.ensure_future(request(url, headers=auth(), stream=False)) for _ in range(30)]

@@ -21,7 +21,7 @@ from .handlers.api import (
 )
 from .handlers.base import BaseHandler
 from .handlers.directory import DirectoryHandler
-from .handlers.health import HealthHandler, MetricsHandler
+from .handlers.health import HealthHandler, LiveHandler, MetricsHandler, ReadyHandler
 from .handlers.poll import PollHandler
 from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
@@ -124,6 +124,8 @@ def make_app(ctx: Context) -> Application:
         (r"/session", SessionHandler, {"ctx": ctx}),
         (r"/api/me", MeHandler, {"ctx": ctx}),
         (r"/healthz", HealthHandler, {"ctx": ctx}),
+        (r"/livez", LiveHandler, {"ctx": ctx}),
+        (r"/readyz", ReadyHandler, {"ctx": ctx}),
         (r"/metrics", MetricsHandler, {"ctx": ctx}),
     ]
     return Application(

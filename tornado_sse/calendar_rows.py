@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -116,14 +116,23 @@ async def _transaction(pool: AsyncConnectionPool, limits: Limits, *,
                        snapshot: bool = False) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection in a transaction with ``limits`` set locally
     (they end with it, so the pooled connection keeps its defaults)."""
-    async with pool.connection() as conn, conn.transaction():
-        if snapshot:
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        for name, seconds in (("lock_timeout", limits.lock_timeout),
-                              ("statement_timeout", limits.statement_timeout)):
-            await conn.execute(sql.SQL("SELECT set_config({}, {}, true)").format(
-                sql.Literal(name), sql.Literal(f"{int(seconds * 1000)}ms")))
-        yield conn
+    async with pool.connection() as conn:
+        try:
+            async with conn.transaction():
+                if snapshot:
+                    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                for name, seconds in (("lock_timeout", limits.lock_timeout),
+                                      ("statement_timeout", limits.statement_timeout)):
+                    await conn.execute(sql.SQL("SELECT set_config({}, {}, true)").format(
+                        sql.Literal(name), sql.Literal(f"{int(seconds * 1000)}ms")))
+                yield conn
+        except psycopg.errors.ReadOnlySqlTransaction:
+            # A session opened while the database was read-only keeps
+            # default_transaction_read_only for life: closed, the pool
+            # replaces it, so writes work again as soon as the database
+            # does (SPEC §7; the client gets 503 read_only meanwhile).
+            await conn.close()
+            raise
 
 
 class Snapshot:
@@ -150,7 +159,7 @@ class Snapshot:
     async def __aexit__(self, *exc: Any) -> None:
         await self._tx.__aexit__(*exc)
 
-    async def pages(self) -> AsyncIterator[list[str]]:
+    async def pages(self) -> AsyncGenerator[list[str], None]:
         """The rows' JSON texts in calendar order, ``PAGE_ROWS`` at a time."""
         assert self._conn is not None
         t = self._table

@@ -12,7 +12,9 @@ from .hub import Hub
 from .listener import Listener
 from .metrics import Metrics
 from .quota import StreamQuota
+from .readiness import Readiness
 from .settings import Settings
+from .snapshots import SnapshotGate
 from .stream import Ticker
 
 
@@ -28,5 +30,7 @@ class Context:
     auth: Authenticator
     metrics: Metrics
     quota: StreamQuota
+    readiness: Readiness
+    snapshots: SnapshotGate
     #: Requests being handled now; shutdown lets them finish (bounded).
     inflight: int = 0

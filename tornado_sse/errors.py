@@ -65,11 +65,34 @@ def unavailable(message: str = "The database is unreachable; try again shortly."
     return ApiError(503, "rest_unavailable", message, retry_after=5, reason="unreachable")
 
 
+def read_only() -> ApiError:
+    """503 when the database answers but takes no writes: SQLSTATE 25006,
+    as after a failover to a replica or with ``default_transaction_read_only``
+    (issue 19: it was a 500 with a traceback). Nothing was written."""
+    return ApiError(503, "rest_unavailable", "The database is read-only for now; try again shortly.",
+                    retry_after=5, reason="read_only")
+
+
+def cannot_write() -> ApiError:
+    """503 when the database cannot take the request for want of resources
+    (SQLSTATE class 53: disk full, out of memory, too many connections)."""
+    return ApiError(503, "rest_unavailable", "The database cannot take this request now; "
+                    "try again shortly.", retry_after=5, reason="resources")
+
+
 def too_many_streams(limit: int) -> ApiError:
     """429: this token already has ``limit`` open streams (others unaffected)."""
     return ApiError(429, "rest_too_many_streams",
                     f"This token already has {limit} open streams; close one or retry later.",
                     retry_after=10)
+
+
+def too_many_snapshots(limit: int) -> ApiError:
+    """429: this token already has ``limit`` snapshots being read (others
+    unaffected): each holds memory and possibly a database connection."""
+    return ApiError(429, "rest_too_many_snapshots",
+                    f"This token already has {limit} snapshots in progress; retry when one is done.",
+                    retry_after=5)
 
 
 def busy(message: str = "The database is busy; try again shortly.") -> ApiError:

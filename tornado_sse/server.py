@@ -23,7 +23,6 @@ import socket
 from collections.abc import Callable
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
@@ -38,8 +37,11 @@ from .hub import Hub
 from .listener import Backoff, Listener
 from .metrics import Metrics
 from .migrate import migrate
+from .pool import CheckedPool
 from .quota import StreamQuota
+from .readiness import Readiness
 from .settings import Settings, SettingsError
+from .snapshots import SnapshotGate
 from .stream import END_SHUTDOWN, Ticker
 from .supervisor import supervise
 
@@ -67,7 +69,9 @@ class Server:
         self._seed = seed
         s = settings
         auth = Authenticator(s)  # validates keys before anything else starts
-        pool = AsyncConnectionPool(
+        # Checked on checkout: a dead pooled connection (failover, restart,
+        # pg_terminate_backend) is replaced, never a client's error (SPEC §7).
+        pool = CheckedPool(
             dsn, min_size=1, max_size=s.pool_size, open=False, timeout=POOL_TIMEOUT,
             kwargs={"autocommit": True, "application_name": "tornado_sse", **_KEEPALIVES},
             name="tornado_sse")
@@ -78,7 +82,12 @@ class Server:
         metrics.rejected = listener.rejected
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
                            ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
-                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams))
+                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams),
+                           readiness=Readiness(pool, listener, hub),
+                           # Snapshots may hold half the pool; the rest stays
+                           # for writes, polls and replays (issue 19).
+                           snapshots=SnapshotGate(per_token=s.max_snapshots_per_token,
+                                                  connections=max(1, s.pool_size // 2), wait=POOL_TIMEOUT))
         self._http: GuardedHTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None

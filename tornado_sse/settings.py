@@ -78,6 +78,7 @@ class Settings:
     max_connections: int | None = None  # open connections per process; None: from the open-file limit
     max_streams_per_token: int = 100  # open SSE streams and polls per token (0: no limit)
     max_streams: int = 0  # open SSE streams and polls per process (0: bounded by max_connections)
+    max_snapshots_per_token: int = 4  # concurrent snapshots per token (0: no limit)
     log_level: str = "info"
     log_format: str = "text"  # text, or json: one object per line for log shippers
 
@@ -176,6 +177,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
                                   "for database connections and files; 0: no limit)"),
     ("max_streams_per_token", _int, "open streams and polls per token, then 429 (0: no limit)"),
     ("max_streams", _int, "open streams and polls per process, then 503 (0: only max-connections bounds them)"),
+    ("max_snapshots_per_token", _int, "concurrent snapshots (GET /api/appointments, /api/availabilities) per "
+                                      "token, then 429 (0: no limit)"),
     ("log_level", _str, "debug, info, warning or error"),
     ("log_format", _str, "text, or json: one JSON object per line for log shippers"),
 ]
@@ -284,7 +287,7 @@ def _validate(s: Settings) -> None:
     if s.max_buffer < 4096:
         raise bad("max_buffer", "must be at least 4096 bytes")
     for name in ("window", "window_bytes", "db_lock_timeout", "db_statement_timeout", "header_timeout",
-                 "body_timeout", "max_streams_per_token", "max_streams"):
+                 "body_timeout", "max_streams_per_token", "max_streams", "max_snapshots_per_token"):
         if getattr(s, name) < 0:
             raise bad(name, "must not be negative")
     if s.retention <= 0:

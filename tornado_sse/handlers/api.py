@@ -17,7 +17,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import psycopg
@@ -31,10 +32,12 @@ from ..errors import ApiError, forbidden, invalid_params
 from ..validation import (
     MAX_STAFF_IDS,
     Invalid,
+    DuplicateKey,
     appointment_columns,
     availability_columns,
     idempotency_key,
     if_match,
+    parse_json,
     parse_time,
     pop_override,
 )
@@ -48,6 +51,9 @@ DEFAULT_BEFORE = dt.timedelta(days=7)
 DEFAULT_SPAN = dt.timedelta(days=35)
 #: A longer range is refused rather than answered slowly.
 MAX_SPAN = dt.timedelta(days=400)
+#: A snapshot up to this many bytes of JSON is read whole, its connection let
+#: go, and then written; a larger one streams from its transaction.
+SNAPSHOT_MEMORY = 1 << 20
 #: Seconds a snapshot client may take to accept one page before it is cut:
 #: a client that does not read must not hold a database connection (or a
 #: growing buffer) for long.
@@ -80,8 +86,10 @@ class ResourceHandler(BaseHandler):
             # without a CORS preflight.
             raise ApiError(415, "rest_invalid_content_type", "Send the body as application/json.")
         try:
-            return json.loads(self.body or b"null")
-        except (ValueError, RecursionError):
+            return parse_json(self.body)
+        except DuplicateKey as exc:
+            raise invalid_params({exc.key: f"{exc}."}) from None
+        except Invalid:
             raise invalid_params({"body": "The body is not valid JSON."}) from None
 
     def admin(self) -> Principal:
@@ -203,31 +211,70 @@ class ResourceHandler(BaseHandler):
         if self._write is not None and not self._write.done():
             self._write.cancel()
 
-    async def snapshot(self, key: str, snapshot: rows.Snapshot) -> None:
-        """Stream the snapshot's rows as ``{key: [...], "last_event_id": N}``.
+    async def snapshot(self, principal: Principal, key: str, snapshot: rows.Snapshot) -> None:
+        """Answer ``{key: [...], "last_event_id": N}`` from one MVCC snapshot.
 
-        Page by page: server memory stays at one page whatever the range,
-        and a client that stops reading is cut after ``PAGE_SEND_TIMEOUT``.
-        An error before the first page is a clean JSON error; after it, the
+        The rows are read as fast as the database gives them, and the pooled
+        connection is let go before the client is waited for: a client that
+        does not read must not hold a connection that writes need (issue 19).
+        A snapshot of up to :data:`SNAPSHOT_MEMORY` bytes (a calendar's month,
+        usually) is held in memory and written after the transaction ends;
+        a larger one streams page by page from its transaction, on one of the
+        connections :class:`~tornado_sse.snapshots.SnapshotGate` lets
+        snapshots hold, and a client that does not take a page within
+        ``PAGE_SEND_TIMEOUT`` is cut. Either way memory stays bounded, and a
+        token may have ``--max-snapshots-per-token`` in progress (429).
+        An error before the first byte is a clean JSON error; after it, the
         connection is dropped (the body is visibly incomplete).
         """
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        async with snapshot:
-            prefix = f'{{"{key}":['
-            async for page in snapshot.pages():
-                self.write(prefix + ",".join(page))
-                prefix = ","
-                try:
-                    await asyncio.wait_for(self.flush(), PAGE_SEND_TIMEOUT)
-                except (StreamClosedError, asyncio.TimeoutError):
-                    log.info("snapshot client too slow or gone; cut after %s", key)
-                    self._abort()
-                    return
-            if prefix != ",":
-                self.write(prefix)
-            last_id = snapshot.last_event_id
-        self.finish(f'],"last_event_id":{last_id}}}')
+        gate = self.ctx.snapshots
+        try:
+            gate.admit(principal.token_key)
+        except ApiError:
+            self.ctx.metrics.refused.labels("snapshots_per_token").inc()
+            raise
+        try:
+            self.set_header("Cache-Control", "no-store")
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            held: list[str] = []
+            size = 0
+            async with gate.connection(), snapshot, aclosing(snapshot.pages()) as pages:
+                async for page in pages:
+                    held.append(",".join(page))
+                    size += len(held[-1])
+                    if size > SNAPSHOT_MEMORY:
+                        await self._stream(key, snapshot, held, pages)
+                        return
+            body = f'{{"{key}":[' + ",".join(held) + f'],"last_event_id":{snapshot.last_event_id}}}'
+            del held
+            await self._send(self.finish(body), key)
+        finally:
+            gate.leave(principal.token_key)
+
+    async def _stream(self, key: str, snapshot: rows.Snapshot, held: list[str],
+                      pages: AsyncGenerator[list[str], None]) -> None:
+        """Write what is held, then the rest page by page, each page only
+        once the client has taken the previous one."""
+        self.write(f'{{"{key}":[' + ",".join(held))
+        held.clear()
+        if not await self._send(self.flush(), key):
+            return
+        async for page in pages:
+            self.write("," + ",".join(page))
+            if not await self._send(self.flush(), key):
+                return
+        await self._send(self.finish(f'],"last_event_id":{snapshot.last_event_id}}}'), key)
+
+    async def _send(self, sent: Awaitable[None], key: str) -> bool:
+        """Wait until the client has taken what was written; False (and the
+        connection dropped) when it is gone or slower than PAGE_SEND_TIMEOUT."""
+        try:
+            await asyncio.wait_for(sent, PAGE_SEND_TIMEOUT)
+        except (StreamClosedError, asyncio.TimeoutError):
+            log.info("snapshot client too slow or gone; cut after %s", key)
+            self._abort()
+            return False
+        return True
 
     def _abort(self) -> None:
         """Drop the connection mid-body; nothing more is written."""
@@ -264,13 +311,14 @@ class AppointmentsHandler(ResourceHandler):
         assert start is not None and end is not None
         rng = rows.AppointmentRange(start=start, end=end, audience_staff_id=principal.audience_staff_id,
                                     staff_id=staff_id, product_id=product_id)
-        await self.snapshot("appointments", rows.appointments(self.ctx.pool, rng, self.limits))
+        await self.snapshot(principal, "appointments", rows.appointments(self.ctx.pool, rng, self.limits))
 
     async def post(self) -> None:
         await self.create()
 
     def _time_arg(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
-        raw = self.get_query_argument(name, None)
+        # Unstripped: str.strip() would take NBSP padding away (issue 19).
+        raw = self.get_query_argument(name, None, strip=False)
         if raw is None or raw == "":
             return None
         try:
@@ -285,13 +333,14 @@ class AvailabilitiesHandler(ResourceHandler):
     columns = staticmethod(availability_columns)
 
     async def get(self) -> None:
-        self.principal()  # every staff member sees every rule (SPEC §4)
+        principal = self.principal()  # every staff member sees every rule (SPEC §4)
         errors: dict[str, str] = {}
         staff_id = self.int_arg("staff_id", errors, minimum=1)
         product_id = self.int_arg("product_id", errors, minimum=1)
         self.check(errors)
         scope = rows.AvailabilityScope(staff_id=staff_id, product_id=product_id)
-        await self.snapshot("availabilities", rows.availabilities(self.ctx.pool, scope, self.limits))
+        await self.snapshot(principal, "availabilities",
+                            rows.availabilities(self.ctx.pool, scope, self.limits))
 
     async def post(self) -> None:
         await self.create()

@@ -19,7 +19,8 @@ from tornado.http1connection import HTTP1Connection
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..auth import MAX_ID, redact_uri
-from ..errors import ApiError, busy, invalid_params, unavailable
+from ..errors import ApiError, busy, cannot_write, invalid_params, read_only, unavailable
+from ..validation import query_control_characters
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -27,8 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tornado_sse.http")
 
-#: Database errors that mean "answering, but not in time" (SPEC §7).
-_BUSY = (PoolTimeout, psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+#: Database errors that mean "answering, but not in time" (SPEC §7); a
+#: serialization failure or deadlock (class 40) is worth a retry as well.
+_BUSY = (PoolTimeout, psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled,
+         psycopg.errors.TransactionRollback)
 
 
 def database_error(exc: Exception) -> ApiError | None:
@@ -36,6 +39,10 @@ def database_error(exc: Exception) -> ApiError | None:
     unreachable; None for anything else (a bug: 500)."""
     if isinstance(exc, _BUSY):
         return busy()
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return read_only()
+    if isinstance(exc, psycopg.errors.InsufficientResources):
+        return cannot_write()
     if isinstance(exc, psycopg.OperationalError):
         return unavailable()
     return None
@@ -124,9 +131,11 @@ class BaseHandler(RequestHandler):
 
     def _refuse_repeated_parameters(self) -> None:
         """One rule everywhere (README): a parameter given twice is a 400,
-        never "first wins" in one place and "last wins" in another."""
+        never "first wins" in one place and "last wins" in another; so is one
+        whose name or value holds a control character (``%00``)."""
         repeated = {name: f"{name} is given more than once."
                     for name, values in self.request.query_arguments.items() if len(values) > 1}
+        repeated.update(query_control_characters(self.request.query_arguments))
         if repeated:
             raise invalid_params(repeated)
 

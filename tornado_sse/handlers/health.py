@@ -1,4 +1,14 @@
-"""GET /healthz and GET /metrics (SPEC §6)."""
+"""The probes and metrics: /livez, /readyz, /healthz, /metrics (SPEC §6).
+
+Three questions, three routes, so that a database blip never restarts a
+server (issue 22): ``/livez`` is "is this process stuck?" (answered by the
+event loop alone, never the database: a liveness probe restarts on
+failure), ``/readyz`` is "should it get traffic now?" (database reachable
+and writable, listener connected, not shutting down: a readiness probe
+only takes it out of rotation), and ``/healthz`` keeps its old meaning for
+existing monitors (the listener is connected). All are unauthenticated, so
+they say what is wrong in generic words; the details go to the log.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +17,38 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..listener import State
+from ..readiness import OK
 from ..stream import open_streams
 from .base import BaseHandler
+
+#: /healthz's reason, per listener state, in words that name no host, port
+#: or server message (issue 19: the raw connection error was shown to anyone).
+_REASONS = {State.STARTING: "connecting to the database",
+            State.DISCONNECTED: "the database is unreachable",
+            State.STOPPED: "the server is stopping"}
+
+
+class LiveHandler(BaseHandler):
+    """200 whenever the process's event loop runs this handler."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"status": "ok", "pid": os.getpid()})
+
+
+class ReadyHandler(BaseHandler):
+    """200 when every check is ``ok``, else 503 naming the failed ones."""
+
+    async def get(self) -> None:
+        checks = await self.ctx.readiness.checks()
+        failed = sorted(name for name, word in checks.items() if word != OK)
+        self.set_header("Cache-Control", "no-store")
+        body: dict[str, object] = {"status": "unavailable" if failed else "ok", "checks": checks}
+        if failed:
+            body["failed"] = failed
+            self.set_header("Retry-After", "5")
+        self.write_json(body, 503 if failed else 200)
 
 
 class HealthHandler(BaseHandler):
@@ -32,8 +72,8 @@ class HealthHandler(BaseHandler):
             "pid": os.getpid(),  # which server process answered (--processes N)
             "time": int(time.time()),
         }
-        if not listener.connected and listener.last_error:
-            body["reason"] = listener.last_error
+        if not listener.connected:
+            body["reason"] = _REASONS.get(listener.state, "the database is unreachable")
         self.set_header("Cache-Control", "no-store")
         self.write_json(body, 200 if listener.connected else 503)
 

@@ -24,6 +24,22 @@ from .query import parse_stream_query
 
 DEFAULT_MAX_EVENTS = 50
 MAX_TIMEOUT = 60.0
+#: An answer stops taking events past this many bytes of envelopes (SPEC
+#: §7: replies bounded in bytes too), however small ``max_events`` leaves
+#: it: 1,000 events of 1 MB each would otherwise be a 1 GB answer. It always
+#: holds at least one event, so a cursor never sticks behind a large one.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+def bounded(events: Sequence[Event], limit: int) -> Sequence[Event]:
+    """The longest prefix of ``events`` within ``limit`` events and
+    :data:`MAX_ANSWER_BYTES` (at least one event when there is one)."""
+    size = 0
+    for i, event in enumerate(events[:limit]):
+        size += len(event.json) + 1
+        if size > MAX_ANSWER_BYTES and i > 0:
+            return events[:i]
+    return events[:limit]
 
 
 class PollWaiter:
@@ -75,6 +91,7 @@ class PollHandler(BaseHandler):
         super().initialize(ctx)
         self.route = route
         self.waiter: PollWaiter | None = None
+        self._replaying: asyncio.Future[tuple[list[Event], int, Reset | None] | None] | None = None
 
     async def get(self) -> None:
         principal = self.principal()
@@ -103,19 +120,20 @@ class PollHandler(BaseHandler):
         handover = Handover(hub, self.ctx.pool, waiter, query.cursor)
         metrics.open_polls.labels(self.route).inc()
         try:
-            reset = await handover.check()
-            if reset is not None:
-                metrics.reset_sent()
-                self._answer([], reset.last_id, reset=reset)
+            # The replay's queries run as a task that a hang-up cancels
+            # (SPEC §7: a connection that closes ends its replay): psycopg
+            # then cancels the statement in the server and the pooled
+            # connection comes back, instead of serving nobody until it ends.
+            self._replaying = asyncio.ensure_future(self._replay(handover, limit))
+            try:
+                pending = await self._replaying
+            except asyncio.CancelledError:
+                if not self.gone:
+                    raise
                 return
-            found: list[Event] = []
-            async for batch in handover.replay():
-                found += batch
-                if len(found) >= limit:
-                    self._answer(found[:limit], found[limit - 1].id)
-                    return
-            if found:
-                self._answer(found, handover.upto)
+            if pending is not None:
+                events, last_id, reset = pending
+                self._answer(events, last_id, reset=reset)
                 return
             try:
                 await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
@@ -128,9 +146,9 @@ class PollHandler(BaseHandler):
                 # Still waiting: everything the hub has was hidden by the filters.
                 events, newest = [], hub.last_id
             newest = max(newest, query.cursor)
-            if len(events) > limit:
-                events = events[:limit]
-                newest = events[-1].id
+            answer = bounded(events, limit)
+            if len(answer) < len(events):
+                events, newest = list(answer), answer[-1].id
             if not self._finished and not self.gone:
                 self._answer(events, newest)
         finally:
@@ -138,12 +156,37 @@ class PollHandler(BaseHandler):
             metrics.open_polls.labels(self.route).dec()
             quota.release(principal.token_key)
 
+    async def _replay(self, handover: Handover,
+                      limit: int) -> tuple[list[Event], int, Reset | None] | None:
+        """What the log holds past the cursor, as ``(events, last_id,
+        reset)``, or None when nothing matched and the poll must wait.
+
+        It stops reading as soon as an answer is full (``limit`` events or
+        :data:`MAX_ANSWER_BYTES`); ``last_id`` is then the last event
+        included, so the next poll continues right after it.
+        """
+        reset = await handover.check()
+        if reset is not None:
+            self.ctx.metrics.reset_sent()
+            return [], reset.last_id, reset
+        found: list[Event] = []
+        async for batch in handover.replay():
+            found += batch
+            answer = bounded(found, limit)
+            if len(answer) < len(found) or len(answer) == limit:
+                return list(answer), answer[-1].id, None
+        if found:
+            return found, handover.upto, None
+        return None
+
     def on_connection_close(self) -> None:
         super().on_connection_close()
         # Release the waiting client at once: resolve its future so the
         # handler returns and unsubscribes.
         if self.waiter is not None:
             self.waiter.close("client_closed")
+        if self._replaying is not None and not self._replaying.done():
+            self._replaying.cancel()
 
     def _timeout(self, errors: dict[str, str]) -> float:
         raw = self.get_query_argument("timeout", None)

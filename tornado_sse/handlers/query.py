@@ -7,6 +7,11 @@ from typing import TYPE_CHECKING
 
 from ..filters import Filter, InvalidTopic, parse_topics
 
+#: The most events one /poll answer or one-shot /sse stream may ask for
+#: (SPEC §7): ``max_events=9223372036854775807`` once made one poll build a
+#: 37 MB answer over 100,000 events.
+MAX_EVENTS = 1000
+
 if TYPE_CHECKING:
     from ..auth import Principal
     from .base import BaseHandler
@@ -46,5 +51,5 @@ def parse_stream_query(handler: BaseHandler, principal: Principal,
         product_id=handler.int_arg("product_id", errors, minimum=1),
         audience_staff_id=principal.audience_staff_id,
     )
-    max_events = handler.int_arg("max_events", errors, minimum=1)
+    max_events = handler.int_arg("max_events", errors, minimum=1, maximum=MAX_EVENTS)
     return StreamQuery(cursor=cursor, filter=flt, max_events=max_events)
