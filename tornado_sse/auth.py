@@ -38,10 +38,10 @@ MAX_ID = 2 ** 63 - 1
 #: The latest ``exp`` accepted: 9999-12-31, past which dates cannot be held.
 MAX_EXP = 253402300799
 
-#: Anything shaped like a JWT: three base64url segments (a few more
-#: characters allowed, since PyJWT's decoder skips them), the first two long
-#: enough that file names and host names ("index.global.min") stay readable.
-_JWT = re.compile(r"[A-Za-z0-9_+/=-]{10,}\.[A-Za-z0-9_+/=-]{4,}\.[A-Za-z0-9_+/=-]*")
+#: Anything shaped like a JWT: three base64url segments (padding allowed:
+#: PyJWT accepts it), the first two long enough that file names and host
+#: names ("index.global.min") stay readable.
+_JWT = re.compile(r"[A-Za-z0-9_=-]{10,}\.[A-Za-z0-9_=-]{4,}\.[A-Za-z0-9_=-]*")
 MASK = "***"
 
 
