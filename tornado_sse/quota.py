@@ -8,7 +8,7 @@ others unaffected); per-process overflow is 503 (the server's).
 
 A token reconnecting in a loop (a buggy client, or a hostile one) once
 opened 516 streams a second, took 73% of a core and wrote ~1,000 log lines a
-second. New streams per token are therefore rate limited too (a token
+second. New event streams per token are therefore rate limited too (a token
 bucket of ``connects_per_second`` a second, bursts up to the same number),
 and the refusals are logged sampled: one summary line per interval instead
 of an access-log line each.
@@ -55,8 +55,12 @@ class StreamQuota:
         self._refused_logged = 0
         self._last_log = 0.0
 
-    def acquire(self, token_key: str) -> None:
-        """Count one more stream for ``token_key``, or raise 429/503."""
+    def acquire(self, token_key: str, *, connect: bool = True) -> None:
+        """Count one more stream for ``token_key``, or raise 429/503.
+
+        ``connect=False`` (a long-poll) skips the connect rate: a poller that
+        follows a busy log asks again as soon as it is answered, which is
+        right, not a reconnect loop."""
         if self.total and self.open >= self.total:
             raise ApiError(503, "rest_unavailable", "The server holds as many streams as it may; "
                            "try again shortly.", retry_after=5, reason="busy")
@@ -64,7 +68,7 @@ class StreamQuota:
             error = too_many_streams(self.per_token)
             self._note_refusal()
             raise Refusal(error.status, error.code, error.message, retry_after=error.retry_after)
-        if self.rate:
+        if self.rate and connect:
             self._take(token_key)
         self._by_token[token_key] += 1
         self.open += 1

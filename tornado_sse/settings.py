@@ -82,7 +82,7 @@ class Settings:
     max_streams_per_token: int = 100  # open SSE streams and polls per token (0: no limit)
     max_streams: int = 0  # open SSE streams and polls per process (0: bounded by max_connections)
     write_timeout: float = 30.0  # s a response (not an event stream) may make no write progress (0: no limit)
-    max_connects_per_second: float = 10.0  # new streams and polls per token per second (0: no limit)
+    max_connects_per_second: float = 10.0  # new event streams per token per second (0: no limit)
     public_origin: str | None = None  # the origin browsers use, e.g. https://cal.example.com
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-Proto/Host are believed
     log_level: str = "info"
@@ -184,7 +184,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("max_streams", _int, "open streams and polls per process, then 503 (0: only max-connections bounds them)"),
     ("write_timeout", _float, "seconds a response (not an event stream) may make no write progress before "
                               "its connection is closed (0: no limit)"),
-    ("max_connects_per_second", _float, "new streams and polls per token per second, then 429 (0: no limit)"),
+    ("max_connects_per_second", _float, "new event streams per token per second, then 429 (0: no limit)"),
     ("public_origin", _opt_str, "the origin browsers reach the server at behind a proxy, e.g. "
                                 "https://cal.example.com (POST /session Origin check, Secure cookie)"),
     ("trusted_proxies", _csv, "comma list of proxy addresses or networks whose X-Forwarded-Proto and "
