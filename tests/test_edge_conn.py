@@ -129,14 +129,11 @@ def test_pipelined_requests_nobody_reads_are_closed_at_the_write_timeout_while_h
                 await asyncio.sleep(0.2)
             took = time.monotonic() - started
             assert healthy >= 3
-            # Closed: what was sent (the kernel buffers held part of one
-            # file) ends, and the 11 further requests were never answered.
-            sock.settimeout(5)
-            received = b""
-            while chunk := sock.recv(1 << 20):
-                received += chunk
+            # Closed on the server's side: only the /metrics request is open.
+            # (Not read to the end: through a 4 KB window the megabytes
+            # already in the kernel's buffers take a minute to arrive.)
+            assert await metric(url, "tornado_sse_open_connections") == 1
             sock.close()
-            assert received.count(b"HTTP/1.1 200 ") < 12, "every pipelined request was answered"
             return took
 
         took = asyncio.run(scenario())
