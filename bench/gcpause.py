@@ -58,7 +58,7 @@ asyncio.run(main())
 
 async def measure(dsn: str, streams: int, repeats: int, workdir: Path) -> dict[str, float]:
     settings = Settings(port=0, dsn=dsn, jwt_secret=SECRET, data_dir=workdir, max_streams_per_token=0,
-                        keepalive=60.0)
+                        max_connects_per_second=0, keepalive=60.0)
     server = Server(settings, dsn)
     await server.start()
     await server.wait_ready(30)

@@ -263,6 +263,8 @@ class TornadoSSE(DbPublished):
             argv += ["--processes", str(self.processes)]
         if "--max-streams-per-token" in server_flags(self.src):
             argv += ["--max-streams-per-token", "0"]  # 10,000 streams on one admin token
+        if "--max-connects-per-second" in server_flags(self.src):
+            argv += ["--max-connects-per-second", "0"]  # ... opened as fast as the bench can
         return argv
 
     def start(self) -> None:

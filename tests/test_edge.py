@@ -125,15 +125,20 @@ async def test_open_stream_outlives_the_header_timeout(make_server, db):
 # -- bodies --------------------------------------------------------------------------
 
 @pytest.mark.gen_test(timeout=30)
-async def test_50mb_post_without_token_is_answered_before_its_body_is_sent(server):
+async def test_50mb_post_is_answered_before_its_body_is_sent_401_without_token_413_with_one(server):
+    """SPEC §7: "413 before the body is read; auth is checked on the headers
+    first": an anonymous client learns nothing but 401 (issue 19)."""
     head = (b"POST /api/appointments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 52428800\r\n\r\n")
-    started = time.monotonic()
-    answer = await raw_exchange(server.port, head, read_timeout=3)
-    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-    assert time.monotonic() - started < 2
-    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-    assert body["code"] == "rest_body_too_large" and body["data"]["status"] == 413
+            b"Content-Length: 52428800\r\n")
+    for extra, status, code in ((b"", 401, "rest_forbidden"),
+                                (f"Authorization: {auth()['Authorization']}\r\n".encode(), 413,
+                                 "rest_body_too_large")):
+        started = time.monotonic()
+        answer = await raw_exchange(server.port, head + extra + b"\r\n", read_timeout=3)
+        assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+        assert time.monotonic() - started < 2
+        body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        assert body["code"] == code and body["data"]["status"] == status
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -233,7 +238,8 @@ def test_at_the_open_file_limit_excess_connections_get_503_without_a_busy_loop(d
 # -- streams per token -----------------------------------------------------------------
 
 @pytest.mark.gen_test(timeout=60)
-async def test_101st_stream_of_one_token_is_429_while_another_token_connects(server):
+async def test_101st_stream_of_one_token_is_429_while_another_token_connects(make_server):
+    server = await make_server(max_connects_per_second=0)  # 100 at once: only the count limit here
     token = admin_token()
     streams = [await open_stream(server.url + "/sse", auth(token)) for _ in range(100)]
     refused = await request(server.url + "/sse", headers=auth(token))

@@ -166,7 +166,8 @@ async def test_retention_runs_once_per_period_however_many_servers(db):
 def test_sigterm_with_100_open_streams_exits_within_10s_and_ends_every_stream(db, tmp_path):
     # One token opens all 105: lift the per-token stream limit (SPEC §7: 0 = none).
     with serving("--dsn", db, "--jwt-secret", SECRET, "--port", "0", "--log-level", "warning",
-                 "--max-streams-per-token", "0", "--data-dir", str(tmp_path), cwd=tmp_path) as (proc, url):
+                 "--max-streams-per-token", "0", "--max-connects-per-second", "0", "--data-dir", str(tmp_path),
+                 cwd=tmp_path) as (proc, url):
         assert url.startswith("http://127.0.0.1:")
 
         async def scenario() -> None:

@@ -19,7 +19,7 @@ from .handlers.api import (
     AvailabilityHandler,
     UnavailableHandler,
 )
-from .handlers.base import BaseHandler
+from .handlers.base import SECURITY_HEADERS, BaseHandler
 from .handlers.directory import DirectoryHandler
 from .handlers.health import HealthHandler, LiveHandler, MetricsHandler, ReadyHandler
 from .handlers.poll import PollHandler
@@ -35,6 +35,10 @@ class StaticFiles(StaticFileHandler):
     """The page's scripts and styles, with errors in the JSON shape of SPEC §4
     (Tornado's are HTML) and no 500 for a hostile path (a NUL byte made
     ``os.path`` raise)."""
+
+    def set_default_headers(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
         if "\x00" in absolute_path:
@@ -63,8 +67,22 @@ class StaticFiles(StaticFileHandler):
         super().log_exception(typ, value, tb)
 
 
+#: The calendar page's policy (SPEC §7): no framing by any page (it was
+#: frameable by any same-site page: clickjacking of admin actions), and only
+#: the page's own scripts, styles and connections. The legend's colour
+#: swatches are ``style="--c:..."`` attributes, hence ``style-src-attr``.
+CALENDAR_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+                "img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; "
+                "base-uri 'none'; frame-ancestors 'none'")
+
+
 class CalendarHandler(StaticFiles):
     """``GET /``: the calendar page (one file, served without a redirect)."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", CALENDAR_CSP)
+        self.set_header("X-Frame-Options", "DENY")  # for browsers without frame-ancestors
 
     def initialize(self, path: str, default_filename: str | None = None,
                    allowed_symlink_directory: str | list[str] | None = None) -> None:
@@ -88,6 +106,8 @@ class NotFoundHandler(BaseHandler):
 
 def log_request(handler: RequestHandler) -> None:
     """Access log line with tokens masked (SPEC §4: never in logs)."""
+    if getattr(handler, "log_sampled", False):
+        return  # one of a flood of refusals; logged as a sampled summary
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     request = handler.request

@@ -10,20 +10,23 @@ a request target reaches a log line.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import math
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote
 
 import jwt
 from tornado.httputil import HTTPServerRequest
 
 from .errors import forbidden, unauthorized
-from .settings import Settings, SettingsError
+from .settings import MIN_HMAC_SECRET, Settings, SettingsError
 
 COOKIE = "tornado_sse_token"
 QUERY_SOURCES = ("token", "nonce", "_wpnonce")
@@ -35,17 +38,46 @@ MAX_ID = 2 ** 63 - 1
 #: The latest ``exp`` accepted: 9999-12-31, past which dates cannot be held.
 MAX_EXP = 253402300799
 
+#: Anything shaped like a JWT: three base64url segments (padding allowed:
+#: PyJWT accepts it), the first two long enough that file names and host
+#: names ("index.global.min") stay readable.
+_JWT = re.compile(r"[A-Za-z0-9_=-]{10,}\.[A-Za-z0-9_=-]{4,}\.[A-Za-z0-9_=-]*")
+MASK = "***"
+
+
+def mask_tokens(text: str) -> str:
+    """``text`` with everything that looks like a JWT masked."""
+    return _JWT.sub(MASK, text)
+
+
 def redact_uri(uri: str) -> str:
     """A request target safe to log: every query parameter whose *decoded*
     name is a token source is masked, however the name was spelt on the wire
-    (``%74oken`` is ``token`` to the server, so it is to the log too)."""
+    (``%74oken`` is ``token`` to the server, so it is to the log too), and so
+    is anything that looks like a JWT wherever it is (``?token%00=<jwt>``
+    was logged whole: its name is not ``token`` once decoded)."""
     path, sep, query = uri.partition("?")
+    path = quote(mask_tokens(unquote(path, errors="replace")), safe="/*")
     if not sep:
-        return uri
+        return path
     pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")
-    shown = [f"{quote(k, safe='')}={'***' if k.strip().lower() in QUERY_SOURCES else quote(v, safe='')}"
+    shown = [f"{quote(mask_tokens(k), safe='*')}="
+             f"{MASK if k.strip().lower() in QUERY_SOURCES else quote(mask_tokens(v), safe='*')}"
              for k, v in pairs]
     return path + "?" + "&".join(shown)
+
+
+class RedactTokens(logging.Filter):
+    """Masks JWT-shaped text in every record a handler emits: a token that
+    reaches a message by a path nobody thought of (a header quoted in an
+    error) still never reaches the log (SPEC §7)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
 
 
 @dataclass(frozen=True)
@@ -86,8 +118,19 @@ def development_secret(data_dir: Path) -> str:
 
 
 def signing_secret(settings: Settings) -> str:
-    """The HMAC secret tokens are signed and checked with."""
-    return settings.jwt_secret or development_secret(settings.data_dir)
+    """The HMAC secret tokens are signed and checked with.
+
+    The development secret is for the embedded database only: a server given
+    a real database (``--dsn``) and no key would otherwise run in production
+    on a secret nobody chose and print a 12 h admin token (SPEC §7: exit 2).
+    """
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if settings.dsn is not None:
+        raise SettingsError("--jwt-secret: a server on --dsn/DATABASE_URL needs --jwt-secret (at least "
+                            f"{MIN_HMAC_SECRET} bytes) or --jwt-public-key; the development secret is only "
+                            "for the embedded database")
+    return development_secret(settings.data_dir)
 
 
 class Authenticator:
@@ -144,8 +187,16 @@ class Authenticator:
             raise unauthorized("the token's exp is out of range")
         sub = claims.get("sub")
         return Principal(role=role, staff_id=staff_id, expires_at=float(exp) + self._leeway,
-                         token_key=hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:24],
-                         subject=sub[:200] if isinstance(sub, str) and sub else None)
+                         token_key=_token_key(claims),
+                         subject=sub[:200] if isinstance(sub, str) and sub else (str(sub) if isinstance(sub, int) else None))
+
+
+def _token_key(claims: dict[str, Any]) -> str:
+    """Per-token limits key on the verified claims, not the token's text:
+    PyJWT decodes ``sig`` and ``sig=`` (and other spellings of the same
+    bytes) alike, so keying on the text let one token count as two."""
+    canonical = json.dumps(claims, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()[:24]
 
 
 def _staff_id(value: Any) -> int | None:

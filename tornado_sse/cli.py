@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from tornado_sse.auth import issue_token, signing_secret
+from tornado_sse.auth import RedactTokens, issue_token, signing_secret
 from tornado_sse.dbserver import DatabaseError, database
 from tornado_sse.logfmt import formatter
 from tornado_sse.migrate import migrate
@@ -65,6 +65,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     """
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(log_format))
+    handler.addFilter(RedactTokens())  # tokens never reach a log, whatever path they take
     logging.basicConfig(level=level.upper(), handlers=[handler])
     if log_format == "json":
         logging.captureWarnings(True)

@@ -85,6 +85,8 @@ class Metrics:
         self.refused = Counter("tornado_sse_refused", "Requests and connections refused by a limit, by limit",
                                ["limit"], registry=r)
         self.connections = Gauge("tornado_sse_open_connections", "Open client connections", registry=r)
+        self.in_flight = Gauge("tornado_sse_requests_in_flight",
+                               "Requests being handled (streams and waiting polls included)", registry=r)
         self.connection_limit = Gauge("tornado_sse_connection_limit",
                                       "Connections this process accepts at once (0: no cap)", registry=r)
         self.resets = Counter("tornado_sse_resets", "Reset frames or poll resets sent", registry=r)

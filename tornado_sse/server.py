@@ -82,7 +82,8 @@ class Server:
         metrics.rejected = listener.rejected
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
                            ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
-                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams),
+                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams,
+                                             connects_per_second=s.max_connects_per_second),
                            readiness=Readiness(pool, listener, hub),
                            # Snapshots may hold half the pool; the rest stays
                            # for writes, polls and replays (issue 19).
@@ -105,6 +106,7 @@ class Server:
         refused = ctx.metrics.refused.labels("connections")
         self._http = GuardedHTTPServer(
             make_app(ctx), max_connections=budget, on_refuse=refused.inc,
+            write_timeout=s.write_timeout, on_stall=ctx.metrics.refused.labels("write_timeout").inc,
             idle_connection_timeout=s.header_timeout or None, body_timeout=s.body_timeout or None,
             max_body_size=s.max_body_size, max_buffer_size=max(s.max_body_size, 1 << 20) + (64 << 10))
         if sockets is None:
@@ -113,6 +115,7 @@ class Server:
         http = self._http
         ctx.metrics.connection_limit.set(budget)
         ctx.metrics.connections.set_function(lambda: http.open_connections)
+        ctx.metrics.in_flight.set_function(lambda: ctx.inflight)
         self.port = sockets[0].getsockname()[1]
         self._bootstrap = asyncio.create_task(self._connect(), name="tornado_sse.bootstrap")
 

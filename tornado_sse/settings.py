@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,9 @@ COMMANDS = ("serve", "migrate", "psql", "token", "simulate")
 SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                         "ES256", "ES384", "ES512")
 
+
+#: An origin (RFC 6454): scheme, host and optional port, nothing else.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 #: RFC 7518 §3.2: HS256 keys must be at least 256 bits.
 MIN_HMAC_SECRET = 32
@@ -79,6 +83,10 @@ class Settings:
     max_streams_per_token: int = 100  # open SSE streams and polls per token (0: no limit)
     max_streams: int = 0  # open SSE streams and polls per process (0: bounded by max_connections)
     max_snapshots_per_token: int = 4  # concurrent snapshots per token (0: no limit)
+    write_timeout: float = 30.0  # s a response (not an event stream) may make no write progress (0: no limit)
+    max_connects_per_second: float = 10.0  # new event streams per token per second (0: no limit)
+    public_origin: str | None = None  # the origin browsers use, e.g. https://cal.example.com
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-Proto/Host are believed
     log_level: str = "info"
     log_format: str = "text"  # text, or json: one object per line for log shippers
 
@@ -179,6 +187,13 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("max_streams", _int, "open streams and polls per process, then 503 (0: only max-connections bounds them)"),
     ("max_snapshots_per_token", _int, "concurrent snapshots (GET /api/appointments, /api/availabilities) per "
                                       "token, then 429 (0: no limit)"),
+    ("write_timeout", _float, "seconds a response (not an event stream) may make no write progress before "
+                              "its connection is closed (0: no limit)"),
+    ("max_connects_per_second", _float, "new event streams per token per second, then 429 (0: no limit)"),
+    ("public_origin", _opt_str, "the origin browsers reach the server at behind a proxy, e.g. "
+                                "https://cal.example.com (POST /session Origin check, Secure cookie)"),
+    ("trusted_proxies", _csv, "comma list of proxy addresses or networks whose X-Forwarded-Proto and "
+                              "X-Forwarded-Host are believed"),
     ("log_level", _str, "debug, info, warning or error"),
     ("log_format", _str, "text, or json: one JSON object per line for log shippers"),
 ]
@@ -287,7 +302,8 @@ def _validate(s: Settings) -> None:
     if s.max_buffer < 4096:
         raise bad("max_buffer", "must be at least 4096 bytes")
     for name in ("window", "window_bytes", "db_lock_timeout", "db_statement_timeout", "header_timeout",
-                 "body_timeout", "max_streams_per_token", "max_streams", "max_snapshots_per_token"):
+                 "body_timeout", "max_streams_per_token", "max_streams", "max_snapshots_per_token",
+                 "write_timeout", "max_connects_per_second"):
         if getattr(s, name) < 0:
             raise bad(name, "must not be negative")
     if s.retention <= 0:
@@ -331,6 +347,14 @@ def _validate(s: Settings) -> None:
     for origin in s.cors_origins:
         if origin == "*" or "://" not in origin:
             raise bad("cors_origins", f"{origin!r} is not an origin like https://example.com")
+    if s.public_origin is not None and not _ORIGIN.fullmatch(s.public_origin):
+        raise bad("public_origin", f"{s.public_origin!r} is not an origin like https://cal.example.com "
+                                   "(scheme and host, no path)")
+    for proxy in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise bad("trusted_proxies", f"{proxy!r} is not an IP address or network") from None
     if s.dsn is not None and not (s.dsn.startswith("postgres://") or s.dsn.startswith("postgresql://")
                                   or "=" in s.dsn):
         raise bad("dsn", "is not a PostgreSQL URL (postgresql://...) or key=value string")

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import PoolTimeout
 from tornado.http1connection import HTTP1Connection
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..auth import MAX_ID, redact_uri
+from ..edge import EdgeIOStream
 from ..errors import ApiError, busy, cannot_write, invalid_params, read_only, unavailable
 from ..validation import query_control_characters
+from ..quota import Refusal
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -47,6 +50,14 @@ def database_error(exc: Exception) -> ApiError | None:
         return unavailable()
     return None
 
+
+#: What the access log shows for a request whose client hung up (nginx's code).
+CLIENT_CLOSED = 499
+
+#: On every response (SPEC §7): no MIME sniffing of JSON or scripts, and no
+#: Referer, so a page opened as ``/?token=...`` never sends its address, and
+#: the token in it, to anyone (it did, from 12 of 19 subresource requests).
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 _TORNADO_CODES = {404: "rest_no_route", 405: "rest_no_route", 400: "rest_invalid_request"}
 
@@ -80,9 +91,22 @@ class BaseHandler(RequestHandler):
         self._expect_body = False
         #: The client hung up (a late answer or a pending write is pointless).
         self.gone = False
+        #: This answer is one of a flood logged as a sampled summary elsewhere.
+        self.log_sampled = False
 
     def on_connection_close(self) -> None:
+        """The client hung up: the request ends here (SPEC §7).
+
+        Tornado's own version fails the body future, without which a
+        handler waiting for the rest of an abandoned body waited for ever,
+        holding its partial body (300 such requests: +300 MB, and 751
+        "in flight" answered 500 at shutdown). Tornado then drops such a
+        request without finishing it (``on_finish`` never runs), so it
+        stops counting as in flight here: nobody is left to answer."""
         self.gone = True
+        self._body = bytearray()  # free the partial body now, not when the handler is collected
+        super().on_connection_close()
+        self._uncount()
 
     async def prepare(self) -> None:
         self.ctx.inflight += 1
@@ -94,6 +118,10 @@ class BaseHandler(RequestHandler):
         self._expect_body = chunked or raw_length not in (None, "", "0")
         if not self._expect_body:
             return
+        if self.request.method in _BODY_METHODS and self.auth_before_body:
+            # SPEC §7: auth is checked on the headers first, so an anonymous
+            # client learns nothing but 401 whatever it declares.
+            self.principal()
         limit = self.body_limit or self.ctx.settings.max_body_size
         if raw_length is not None and not chunked:
             if not (raw_length.isascii() and raw_length.isdigit()):
@@ -104,16 +132,28 @@ class BaseHandler(RequestHandler):
         connection = self.request.connection
         if isinstance(connection, HTTP1Connection):
             connection.set_max_body_size(limit)  # chunked bodies stop there too
-        if self.request.method in _BODY_METHODS and self.auth_before_body:
-            self.principal()
 
     def data_received(self, chunk: bytes) -> None:
-        self._body += chunk
+        # A GET's body means nothing (RFC 9110 §9.3.1): read to keep the
+        # connection in step, but never held (200 abandoned 1 MB bodies on
+        # GET /healthz and /poll held 200 MB).
+        if self.request.method in _BODY_METHODS:
+            self._body += chunk
 
     @property
     def body(self) -> bytes:
         """The request body, complete once the method handler runs."""
         return bytes(self._body)
+
+    def flush(self, include_footers: bool = False) -> Future[None]:
+        if not self._headers_written:
+            stream = getattr(self.request.connection, "stream", None)
+            if isinstance(stream, EdgeIOStream) and \
+                    self._headers.get("Content-Type", "").startswith("text/event-stream"):
+                # An event stream has its own slow-consumer cut (--max-buffer)
+                # and may rightly be quiet; the write timeout is for the rest.
+                stream.write_timeout_exempt = True
+        return super().flush(include_footers)
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
         future = super().finish(chunk)
@@ -148,6 +188,12 @@ class BaseHandler(RequestHandler):
             await result
 
     def on_finish(self) -> None:
+        self._uncount()
+        stream = getattr(self.request.connection, "stream", None)
+        if isinstance(stream, EdgeIOStream):
+            stream.write_timeout_exempt = False  # the next request on this connection is not a stream
+
+    def _uncount(self) -> None:
         if self._counted:
             self._counted = False
             self.ctx.inflight -= 1
@@ -165,6 +211,8 @@ class BaseHandler(RequestHandler):
             # Write answers' headers a cross-origin calendar must read (SPEC §8).
             self.set_header("Access-Control-Expose-Headers", "ETag, Event-Id, Idempotent-Replayed")
         self.add_header("Vary", "Origin")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
 
     def options(self, *args: str) -> None:
         """Preflight: allowed origins may send the methods this route serves."""
@@ -225,6 +273,15 @@ class BaseHandler(RequestHandler):
     # -- errors ------------------------------------------------------------------
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if self.gone or isinstance(exc, StreamClosedError):
+            # The client hung up (an abandoned body, a reset): nobody reads
+            # an answer. 499, as nginx logs it, rather than a 500 that
+            # would page someone for a client's departure.
+            self.set_status(CLIENT_CLOSED, "Client Closed Request")
+            self.finish()
+            return
+        if isinstance(exc, Refusal):
+            self.log_sampled = True  # the quota logs a summary of these
         if isinstance(exc, ApiError):
             error = exc
         elif isinstance(exc, Exception) and (db_error := database_error(exc)) is not None:
@@ -244,7 +301,7 @@ class BaseHandler(RequestHandler):
         self.finish(json.dumps(error.body(), separators=(",", ":")))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, (ApiError, HTTPError)):
+        if isinstance(value, (ApiError, HTTPError, StreamClosedError)):
             # Expected: the access log line says enough; no traceback.
             return
         if isinstance(value, Exception) and database_error(value) is not None:

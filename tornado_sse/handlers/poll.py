@@ -112,7 +112,9 @@ class PollHandler(BaseHandler):
         quota = self.ctx.quota
         metrics = self.ctx.metrics
         try:
-            quota.acquire(principal.token_key)  # a waiting poll holds a socket like a stream
+            # A waiting poll holds a socket like a stream; a poller following a busy
+            # log rightly asks again at once, so no connect rate for it.
+            quota.acquire(principal.token_key, connect=False)
         except ApiError as exc:
             metrics.refused.labels("streams_per_token" if exc.status == 429 else "streams").inc()
             raise

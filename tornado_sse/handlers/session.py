@@ -14,6 +14,16 @@ preflight), and a browser's ``Origin`` (or ``Sec-Fetch-Site``) must be this
 server's own origin or an allowed one. A token above 4 KB is refused too:
 browsers silently drop such a cookie, and the calendar would then get a 401
 with no explanation.
+
+Behind a proxy the server's own origin and the cookie's ``Secure`` flag come
+from ``--public-origin`` or a trusted proxy's ``X-Forwarded-*`` headers
+(tornado_sse/forwarded.py).
+
+Login CSRF by link (``/?token=<someone else's token>`` opened in a browser
+already signed in) cannot swap the session silently: while the cookie holds
+a valid token of another identity, the post is 409 ``rest_session_exists``,
+whose message says who is signed in and whom the link is for; the page asks
+the user and posts again with ``"replace": true`` only if they agree.
 """
 
 from __future__ import annotations
@@ -21,8 +31,9 @@ from __future__ import annotations
 import json
 import time
 
-from ..auth import COOKIE
+from ..auth import COOKIE, Principal
 from ..errors import ApiError, forbidden, invalid_params
+from ..forwarded import is_https, own_origins
 from .base import BaseHandler
 
 #: Browsers keep cookies up to about 4 KB, name and attributes included.
@@ -49,13 +60,30 @@ class SessionHandler(BaseHandler):
             raise invalid_params({"token": f"token is longer than {MAX_TOKEN} bytes; a browser would drop "
                                            "the cookie."})
         principal = self.ctx.auth.check(token.strip())
+        if body.get("replace") is not True:
+            self._refuse_silent_switch(principal)
         max_age = None
         if principal.expires_at is not None:
             max_age = max(1, int(principal.expires_at - time.time()))
         self.set_cookie(COOKIE, token.strip(), httponly=True, samesite="Strict", path="/",
-                        secure=self.request.protocol == "https", max_age=max_age)
+                        secure=is_https(self.request, self.ctx.settings), max_age=max_age)
         self.set_header("Cache-Control", "no-store")
         self.set_status(204)
+
+    def _refuse_silent_switch(self, new: Principal) -> None:
+        """409 while the cookie holds a valid token of another identity."""
+        morsel = self.request.cookies.get(COOKIE)
+        if morsel is None or not morsel.value:
+            return
+        try:
+            current = self.ctx.auth.check(morsel.value)
+        except ApiError:
+            return  # expired or no longer valid: nothing to lose
+        if (current.role, current.staff_id, current.subject) == (new.role, new.staff_id, new.subject):
+            return  # the same person with a fresher token
+        raise ApiError(409, "rest_session_exists",
+                       f"This browser is signed in as {_who(current)}; the link signs in as {_who(new)}. "
+                       f"Replace the session?", current=_who(current), offered=_who(new))
 
     def delete(self) -> None:
         self._same_origin()
@@ -66,13 +94,19 @@ class SessionHandler(BaseHandler):
         """403 for a browser request from another site (not on --cors-origins)."""
         origin = self.request.headers.get("Origin")
         if origin is not None and origin != "null":
-            own = f"{self.request.protocol}://{self.request.host}"
-            if origin == own or origin in self.application.settings["cors_origins"]:
+            if origin.lower() in own_origins(self.request, self.ctx.settings) \
+                    or origin in self.application.settings["cors_origins"]:
                 return
             raise forbidden("Cross-site requests may not set the session.")
         site = self.request.headers.get("Sec-Fetch-Site")
         if origin == "null" or (site is not None and site not in ("same-origin", "none")):
             raise forbidden("Cross-site requests may not set the session.")
+
+
+def _who(p: Principal) -> str:
+    """An identity as the page shows it."""
+    who = f"staff member #{p.staff_id}" if p.role == "staff" else "an admin"
+    return who + (f" ({p.subject})" if p.subject else "")
 
 
 class MeHandler(BaseHandler):

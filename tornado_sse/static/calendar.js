@@ -183,7 +183,16 @@
     params.delete('token');
     const query = params.toString();
     history.replaceState(history.state, '', location.pathname + (query ? '?' + query : '') + location.hash);
-    await api('POST', '/session', {token});
+    try {
+      await api('POST', '/session', {token});
+    } catch (err) {
+      // 409: this browser is signed in as someone else. A link must not
+      // swap the session silently (login CSRF by link): the server's
+      // message says who is signed in and whom the link is for; the user
+      // decides, and keeps the current session unless they agree.
+      if (!(err instanceof ApiError) || err.status !== 409) throw err;
+      if (window.confirm(err.message)) await api('POST', '/session', {token, replace: true});
+    }
   }
 
   // --- the directory --------------------------------------------------------
