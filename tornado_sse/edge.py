@@ -14,6 +14,9 @@ spins on EMFILE with a traceback per attempt. Here:
   connection opening or of the previous response, and a body within
   ``--body-timeout`` (Tornado's ``idle_connection_timeout`` and
   ``body_timeout``); an open stream is past its headers, so it is exempt.
+
+An open SSE stream leaves Tornado's connection set when it detaches its
+socket (tornado_sse/stream.py), so the cap counts those too (``detached``).
 """
 
 from __future__ import annotations
@@ -77,9 +80,11 @@ class GuardedHTTPServer(HTTPServer):
     """An HTTPServer that refuses connections past a cap, cheaply."""
 
     def initialize(self, request_callback: Application, *, max_connections: int = 0,  # type: ignore[override]
-                   on_refuse: Callable[[], None] | None = None, **kwargs: Any) -> None:
+                   on_refuse: Callable[[], None] | None = None,
+                   detached: Callable[[], int] = lambda: 0, **kwargs: Any) -> None:
         super().initialize(request_callback, **kwargs)
         self.max_connections = max_connections
+        self._detached = detached
         self._on_refuse = on_refuse
         self.refused = 0
         self._refused_logged = 0
@@ -87,10 +92,10 @@ class GuardedHTTPServer(HTTPServer):
 
     @property
     def open_connections(self) -> int:
-        return len(self._connections)
+        return len(self._connections) + self._detached()
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        if self.max_connections and len(self._connections) >= self.max_connections:
+        if self.max_connections and self.open_connections >= self.max_connections:
             self._refuse(stream)
             return
         super().handle_stream(stream, address)

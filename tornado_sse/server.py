@@ -75,9 +75,10 @@ class Server:
         metrics = Metrics()
         listener = Listener(dsn, hub, check_interval=check_interval,
                             check_timeout=check_timeout, on_batch=metrics.published)
-        self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
-                           ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
-                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams))
+        quota = StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams)
+        ticker = Ticker(hub, s.keepalive, quota=quota, metrics=metrics, max_buffer=s.max_buffer)
+        self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener, ticker=ticker, auth=auth,
+                           metrics=metrics, quota=quota)
         self._http: GuardedHTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None
@@ -94,7 +95,7 @@ class Server:
         budget = connection_budget(s, open_files)
         refused = ctx.metrics.refused.labels("connections")
         self._http = GuardedHTTPServer(
-            make_app(ctx), max_connections=budget, on_refuse=refused.inc,
+            make_app(ctx), max_connections=budget, on_refuse=refused.inc, detached=ctx.ticker.readiness.__len__,
             idle_connection_timeout=s.header_timeout or None, body_timeout=s.body_timeout or None,
             max_body_size=s.max_body_size, max_buffer_size=max(s.max_body_size, 1 << 20) + (64 << 10))
         if sockets is None:
@@ -159,13 +160,16 @@ class Server:
         if self._bootstrap is not None:
             self._bootstrap.cancel()
         ctx.hub.close(END_SHUTDOWN)  # ends streams, answers pollers
-        ctx.ticker.stop()
-        # Let the answers go out: close_all_connections closes sockets at once.
+        # Let the answers go out: close_all_connections closes sockets at
+        # once, and so does the ticker for streams still sending their end.
         deadline = asyncio.get_running_loop().time() + grace
-        while ctx.inflight > 0 and asyncio.get_running_loop().time() < deadline:
+        while ((ctx.inflight > 0 or ctx.ticker.lingering)
+               and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.01)
-        if ctx.inflight:
-            log.warning("%d requests still in flight after %.0fs; closing anyway", ctx.inflight, grace)
+        if ctx.inflight or ctx.ticker.lingering:
+            log.warning("%d requests and %d streams still in flight after %.0fs; closing anyway",
+                        ctx.inflight, len(ctx.ticker.lingering), grace)
+        ctx.ticker.stop()
         if self._http is not None:
             await self._http.close_all_connections()
         await ctx.listener.stop()
@@ -227,7 +231,8 @@ async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     await server.start(sockets)
-    quiet_collector()
+    frozen = quiet_collector()
+    log.info("gc: %d objects frozen after start-up (never walked by a collection)", frozen)
     if on_listening is not None:
         on_listening()
     await stopping.wait()
