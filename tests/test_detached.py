@@ -7,6 +7,7 @@ real SSE parsing."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import socket
 import subprocess
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+from tornado.httputil import HTTPServerRequest
 
 from tests.fix_server import SECRET, admin_token, auth
 from tornado_sse.edge import raise_open_file_limit
-from tornado_sse.stream import open_streams
+from tornado_sse.handlers.sse import SSEHandler
+from tornado_sse.stream import SSEStream, open_streams
 from tornado_sse.testing.processes import COMMAND, clean_env
 from tornado_sse.testing.sse_client import Response, SSEConnection, SSEParser, open_stream, request
 
@@ -123,6 +127,30 @@ async def test_shutdown_ends_1000_detached_streams_each_with_a_clean_last_chunk(
     assert all(c.raw.endswith(b"retry: 3000\n\n") for c in conns)  # and nothing after it
     for c in conns:
         c.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_closed_streams_leave_no_cyclic_garbage(server):
+    """What gc.freeze makes safe: a stream that ended is freed by reference
+    counting alone, so nothing of it (handler, request, Tornado's
+    connection) waits for a collection, and nothing frozen leaks."""
+    gc.collect()
+    gc.disable()  # no automatic collection may hide the garbage from us
+    try:
+        conns = [await open_stream(server.url + "/sse", auth()) for _ in range(20)]
+        await _until(lambda: len(open_streams(server.ctx.hub)) == 20, 2)
+        for conn in conns:
+            conn.close()
+        await _until(lambda: server.ctx.quota.open == 0, 2)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kinds = (SSEHandler, SSEStream, HTTPServerRequest, HTTP1Connection, HTTP1ServerConnection)
+        leftover = [type(o).__name__ for o in gc.garbage if isinstance(o, kinds)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leftover == []
 
 
 def test_gc_freeze_is_in_effect_after_start_up(db: str, tmp_path: Path) -> None:

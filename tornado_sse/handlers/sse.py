@@ -43,6 +43,9 @@ class SSEHandler(BaseHandler):
         self.route_timeout = stream_timeout
         self._last_sign = time.monotonic()
         self.heartbeat = 0
+        #: The stream that owns the connection once it is detached (and
+        #: the quota with it); it never refers back to the handler.
+        self.stream: SSEStream | None = None
 
     def _parse(self, principal: Principal) -> StreamQuery:
         """The stream parameters, one 400 naming every bad one."""
@@ -62,11 +65,10 @@ class SSEHandler(BaseHandler):
         except ApiError as exc:
             self.ctx.metrics.refused.labels("streams_per_token" if exc.status == 429 else "streams").inc()
             raise
-        handed = False
         try:
-            handed = await self._serve(principal, query)
+            await self._serve(principal, query)
         finally:
-            if not handed:  # else the stream releases it when it ends
+            if self.stream is None:  # else the stream releases it when it ends
                 quota.release(principal.token_key)
 
     async def head(self, *args: str) -> None:
@@ -80,31 +82,29 @@ class SSEHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
 
-    async def _serve(self, principal: Principal, query: StreamQuery) -> bool:
+    async def _serve(self, principal: Principal, query: StreamQuery) -> None:
         """The head goes out first, whatever the server's state: a stream is
         never refused for a transient reason (SPEC §3), because an
-        EventSource treats any non-200 as final and stops for good.
-
-        True once a stream owns the connection (and the quota with it)."""
+        EventSource treats any non-200 as final and stops for good."""
         ctx = self.ctx
         self._stream_headers()
         self.write(sse.retry(ctx.settings.retry))
         try:
             await self.flush()
         except StreamClosedError:
-            return False
+            return
         if not await self._wait_until_started(query.cursor):
             # Shutting down (or gone): the end; the client comes back, to
             # another server or to this one restarted.
             if not self._finished and not self.gone:
                 self.finish()
-            return False
+            return
         fd = self._detach()
         if fd is None:
-            return False  # the client left as the head went out
+            return  # the client left as the head went out
         deadline, reason = self._deadline(principal)
         request = self.request
-        stream = SSEStream(
+        stream = self.stream = SSEStream(
             fd, ctx.ticker, route=self.route, role=principal.role, token_key=principal.token_key,
             request_line=f"{request.method} {redact_uri(request.uri or '')} ({request.remote_ip})",
             started_wall=time.time() - request.request_time(),
@@ -131,8 +131,10 @@ class SSEHandler(BaseHandler):
             # stream; the client retries from its cursor after ``retry:``.
             log.warning("resume failed, ending the stream for a retry: %s", str(exc).strip()[:200])
             stream.end(END_ERROR)
+        except Exception:
+            stream.end(END_ERROR)  # a bug: no stream is left behind, Tornado logs it
+            raise
         handover.release()
-        return True
 
     def _detach(self) -> int | None:
         """Take the socket from Tornado; None if the client already left.
