@@ -65,7 +65,9 @@ def pg_connections(dsn: str) -> dict[str, int]:
 def start_server(dsn: str, workdir: Path, pool_size: int) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--dsn", dsn, "--port", "0",
                              "--jwt-secret", SECRET, "--data-dir", str(workdir),
-                             "--pool-size", str(pool_size), "--log-level", "warning"],
+                             "--pool-size", str(pool_size), "--log-level", "warning",
+                             # N streams on one token (SPEC §7: 0 = no per-token limit)
+                             "--max-streams-per-token", "0"],
                             cwd=workdir, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = ""

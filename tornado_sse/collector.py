@@ -15,10 +15,11 @@ def quiet_collector() -> int:
     object per open stream (tornado_sse/stream.py), about 10 ms at 10,000
     streams instead of most of a second (bench/RESULTS.md, issue 21). This
     is safe only because a closed stream leaves no reference cycle: frozen
-    garbage is never collected. Full collections also run ten times less
-    often (the thresholds' first value counts allocations): measured in
-    the paced benchmark before streams were detached, full collections of
-    75-100 ms every few seconds were the p99.
+    garbage is never collected. The thresholds' first value (allocations
+    before a young collection) is raised too: with streams detached it
+    matters little, but it still spares every collection while 20,000
+    events reach 10,000 streams (Python's defaults: 56 collections,
+    11 ms of CPU; ``bench/gcpause.py --events``, bench/RESULTS.md).
     """
     gc.collect()
     gc.freeze()
