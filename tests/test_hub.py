@@ -187,3 +187,22 @@ def test_a_staff_event_visits_only_its_staff_groups():
         hub.subscribe(Recorder(filter=Counting(audience_staff_id=staff)))
     hub.publish([ev(1, staff=(2,))])
     assert calls == [2]
+
+
+def test_equal_filters_share_one_object_while_subscribed_and_none_is_kept_after():
+    """A stream holds the filter a subscription already holds (one object
+    for the collector, issue 21), and the hub forgets it with the last one,
+    so distinct filters from past streams do not pile up."""
+    hub = Hub()
+    first = Recorder(filter=Filter(staff_id=7))
+    assert hub.shared_filter(first.filter) is first.filter  # nothing to share yet
+    hub.subscribe(first)
+    twin = Filter(staff_id=7)
+    assert twin is not first.filter and hub.shared_filter(twin) is first.filter
+    chunked = Recorder(filter=hub.shared_filter(twin), encoding=Encoding.CHUNKED)
+    hub.subscribe(chunked)
+    hub.unsubscribe(first)  # the other encoding's group still holds it
+    assert hub.shared_filter(Filter(staff_id=7)) is first.filter
+    hub.unsubscribe(chunked)
+    again = Filter(staff_id=7)
+    assert hub.shared_filter(again) is again

@@ -23,6 +23,9 @@ spins on EMFILE with a traceback per attempt. Here:
   no more than one read chunk of them is ever held;
 - headers over ``MAX_HEADER_SIZE`` get a JSON 431 (Tornado drops the
   connection without a word, and a client cannot tell why).
+
+An open SSE stream leaves Tornado's connection set when it detaches its
+socket (tornado_sse/stream.py), so the cap counts those too (``detached``).
 """
 
 from __future__ import annotations
@@ -190,10 +193,12 @@ class GuardedHTTPServer(HTTPServer):
 
     def initialize(self, request_callback: Application, *, max_connections: int = 0,  # type: ignore[override]
                    on_refuse: Callable[[], None] | None = None, write_timeout: float = 0.0,
-                   on_stall: Callable[[], None] | None = None, **kwargs: Any) -> None:
+                   on_stall: Callable[[], None] | None = None,
+                   detached: Callable[[], int] = lambda: 0, **kwargs: Any) -> None:
         super().initialize(request_callback, max_header_size=MAX_HEADER_SIZE, **kwargs)
         self.max_connections = max_connections
         self.write_timeout = write_timeout
+        self._detached = detached
         self._on_refuse = on_refuse
         self._on_stall = on_stall
         self.refused = 0
@@ -205,10 +210,10 @@ class GuardedHTTPServer(HTTPServer):
 
     @property
     def open_connections(self) -> int:
-        return len(self._connections)
+        return len(self._connections) + self._detached()
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        if self.max_connections and len(self._connections) >= self.max_connections:
+        if self.max_connections and self.open_connections >= self.max_connections:
             self._refuse(stream)
             return
         super().handle_stream(stream, address)

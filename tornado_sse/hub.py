@@ -76,6 +76,9 @@ class Hub:
         # group is "broad" and sees every event.
         self._by_staff: dict[int, set[_GroupKey]] = {}
         self._broad: set[_GroupKey] = set()
+        # One object for many equal filters (every admin stream's, say): a
+        # stream holds the shared one, so the collector walks it once.
+        self._filters: dict[Filter, Filter] = {}
         # Bounded by count and by bytes (0: no bound of that kind): a few huge
         # events must not pin gigabytes for the sake of fast resumes.
         self._window: collections.deque[Event] = collections.deque()
@@ -105,6 +108,10 @@ class Hub:
         return [s for g in self._groups.values() for s in g]
 
     # -- subscriptions -----------------------------------------------------
+    def shared_filter(self, flt: Filter) -> Filter:
+        """An equal filter a subscription already holds, else ``flt`` itself."""
+        return self._filters.get(flt, flt)
+
     def subscribe(self, sub: Subscriber) -> None:
         """Add ``sub``; from now on it receives every matching published batch."""
         if self.closed:
@@ -113,6 +120,7 @@ class Hub:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = set()
+            self._filters.setdefault(sub.filter, sub.filter)
             staff = _staff_key(sub.filter)
             if staff is None:
                 self._broad.add(key)
@@ -128,6 +136,8 @@ class Hub:
             group.discard(sub)
             if not group:
                 del self._groups[key]
+                if not any((sub.filter, encoding) in self._groups for encoding in Encoding):
+                    self._filters.pop(sub.filter, None)
                 staff = _staff_key(sub.filter)
                 if staff is None:
                     self._broad.discard(key)
@@ -233,3 +243,4 @@ class Hub:
         for sub in self.subscribers():
             sub.close(reason)
         self._groups.clear()
+        self._filters.clear()

@@ -80,10 +80,11 @@ class Server:
         listener = Listener(dsn, hub, check_interval=check_interval,
                             check_timeout=check_timeout, on_batch=metrics.published)
         metrics.rejected = listener.rejected
-        self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
-                           ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
-                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams,
-                                             connects_per_second=s.max_connects_per_second),
+        quota = StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams,
+                            connects_per_second=s.max_connects_per_second)
+        ticker = Ticker(hub, s.keepalive, quota=quota, metrics=metrics, max_buffer=s.max_buffer)
+        self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener, ticker=ticker, auth=auth,
+                           metrics=metrics, quota=quota,
                            readiness=Readiness(pool, listener, hub),
                            # Snapshots may hold half the pool; the rest stays
                            # for writes, polls and replays (issue 19).
@@ -105,7 +106,7 @@ class Server:
         budget = connection_budget(s, open_files)
         refused = ctx.metrics.refused.labels("connections")
         self._http = GuardedHTTPServer(
-            make_app(ctx), max_connections=budget, on_refuse=refused.inc,
+            make_app(ctx), max_connections=budget, on_refuse=refused.inc, detached=ctx.ticker.readiness.__len__,
             write_timeout=s.write_timeout, on_stall=ctx.metrics.refused.labels("write_timeout").inc,
             idle_connection_timeout=s.header_timeout or None, body_timeout=s.body_timeout or None,
             max_body_size=s.max_body_size, max_buffer_size=max(s.max_body_size, 1 << 20) + (64 << 10))
@@ -172,13 +173,16 @@ class Server:
         if self._bootstrap is not None:
             self._bootstrap.cancel()
         ctx.hub.close(END_SHUTDOWN)  # ends streams, answers pollers
-        ctx.ticker.stop()
-        # Let the answers go out: close_all_connections closes sockets at once.
+        # Let the answers go out: close_all_connections closes sockets at
+        # once, and so does the ticker for streams still sending their end.
         deadline = asyncio.get_running_loop().time() + grace
-        while ctx.inflight > 0 and asyncio.get_running_loop().time() < deadline:
+        while ((ctx.inflight > 0 or ctx.ticker.lingering)
+               and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.01)
-        if ctx.inflight:
-            log.warning("%d requests still in flight after %.0fs; closing anyway", ctx.inflight, grace)
+        if ctx.inflight or ctx.ticker.lingering:
+            log.warning("%d requests and %d streams still in flight after %.0fs; closing anyway",
+                        ctx.inflight, len(ctx.ticker.lingering), grace)
+        ctx.ticker.stop()
         if self._http is not None:
             await self._http.close_all_connections()
         await ctx.listener.stop()
@@ -240,7 +244,8 @@ async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     await server.start(sockets)
-    quiet_collector()
+    frozen = quiet_collector()
+    log.info("gc: %d objects frozen after start-up (never walked by a collection)", frozen)
     if on_listening is not None:
         on_listening()
     await stopping.wait()

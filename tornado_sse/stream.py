@@ -1,43 +1,57 @@
-"""One open SSE response as a hub subscriber, and the timer that tends them.
+"""One open SSE response as a hub subscriber that owns its socket, and the
+per-server machinery that tends every stream.
 
-A stream writes the hub's pre-encoded bytes straight to the connection's
-IOStream (one write per wake-up), bypassing RequestHandler.write so nothing
-is copied or re-encoded per stream (IOStream keeps large writes by
-reference, so streams of one group share one bytes object). Its backlog is
-bounded: a client whose unsent bytes already exceed ``max_buffer`` when the
-next write comes is cut (the connection dropped, not finished) and resumes
-from its last complete event (SSE clients discard a half-received frame), so
-nothing is lost and one slow client never grows the server's memory. The
-bound is on the backlog, not on one write, so a burst larger than the bound
-does not cut clients that keep up; memory per stream stays below
-``max_buffer`` plus one wake-up's bytes.
+Once the response head is out, the handler detaches the connection from
+Tornado (``HTTP1Connection.detach()``, as Tornado's websocket code does) and
+hands the socket to an :class:`SSEStream`. From then on a stream is a few
+slots: the descriptor, its filter, cursor, deadlines and a backlog that is
+empty almost always. It holds no IOStream, Future, closure or timer:
+:class:`Ticker` visits every stream a few times a second (keepalives,
+heartbeats, deadlines) and its :class:`~tornado_sse.socketwatch.SocketWatch`
+set reports hang-ups and writability for all of them from one epoll set.
+An idle stream costs about a kilobyte and a handful of objects the garbage
+collector walks, instead of Tornado's ~90 (ARCHITECTURE.md, issue 21).
 
-Per-stream timers would cost a heap entry per stream and a reschedule per
-write; instead one :class:`Ticker` visits every subscriber of the hub a few
-times per second for keepalives and deadlines (stream timeout, token expiry).
+Writes go straight to the socket (``os.write``): the hub's joined bytes are
+shared by every stream of a group and are never copied unless a socket
+does not take them whole. What it does not take waits in the stream's
+backlog, sent when the socket is writable. The backlog is bounded: a
+client whose unsent bytes already exceed ``max_buffer`` when the next write
+comes is cut (the connection dropped, not finished) and resumes from its
+last complete event (SSE clients discard a half-received frame), so
+nothing is lost and one slow client never grows the server's memory.
 
-A stream's end flows one way: :meth:`SSEStream.end` unsubscribes it from the
-hub, then tells its owner (the handler) so the response is finished or
-dropped. The hub is the only registry of open streams.
+A stream's end flows one way: :meth:`SSEStream.end` leaves the hub, writes
+the end of the body (the last chunk; HTTP/1.0 bodies end with the
+connection) behind whatever backlog is left, closes the socket once that is
+out, and reports to its :class:`Ticker` (quota, metrics, the stream's log
+line and its one access-log line). After a clean end the connection is
+closed rather than kept alive for another request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from asyncio import Future
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from tornado.ioloop import PeriodicCallback
-from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from . import sse
 from .events import Encoding, Event, join
 from .filters import Filter
 from .hub import Hub
+from .socketwatch import SocketWatch
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+    from .quota import StreamQuota
 
 log = logging.getLogger("tornado_sse.stream")
+access_log = logging.getLogger("tornado.access")
 
 #: Why a stream ended, as logged and counted.
 END_CLOSED = "client_closed"
@@ -50,52 +64,73 @@ END_ERROR = "error"
 
 #: Seconds a replaying client may take to accept one batch.
 DRAIN_TIMEOUT = 30.0
-
-OnEnd = Callable[["SSEStream", str], None]
+#: Seconds an ended stream may take to read its backlog and the last chunk.
+LINGER = 10.0
+#: The end of a chunked body (RFC 9112 §7.1).
+LAST_CHUNK = b"0\r\n\r\n"
+#: Buffers handed to one writev() (below every system's IOV_MAX).
+_IOV = 64
 
 
 class SSEStream:
     """Writes events to one client, in id order, each once."""
 
     # Slotted: a process holds one per open stream, 10,000 and more.
-    __slots__ = ("_direct", "_hub", "_iostream", "_keepalive", "_last_write", "_max_buffer", "_on_end",
-                 "_pending", "_remaining", "bytes_sent", "cursor", "deadline", "deadline_reason", "encoding",
-                 "ended", "events_sent", "filter", "last_write", "opened", "started")
+    # Slotted, and everything of its request kept in its own slots (strings
+    # and numbers, which the collector does not track): a stream is one
+    # object for the garbage collector to walk, its filter shared with
+    # every equal stream (Hub.shared_filter).
+    __slots__ = ("_backlog", "_drained", "_every", "_fd", "_heartbeat", "_host", "_pending", "_remaining",
+                 "_unsent", "bytes_sent", "cursor", "deadline", "deadline_reason", "encoding", "ended",
+                 "events_sent", "filter", "last_write", "opened", "request_line", "role", "route",
+                 "started", "started_wall", "token_key")
 
-    def __init__(self, iostream: IOStream, hub: Hub, *, filter: Filter, chunked: bool, cursor: int,
-                 keepalive: float, max_buffer: int, max_events: int = 0,
-                 deadline: float | None = None, deadline_reason: str = END_TIMEOUT,
-                 on_end: OnEnd) -> None:
-        self.filter = filter
+    def __init__(self, fd: int, host: Ticker, *, route: str, role: str, token_key: str, request_line: str,
+                 started_wall: float, filter: Filter, chunked: bool, cursor: int, max_events: int = 0,
+                 heartbeat: float = 0.0, deadline: float | None = None,
+                 deadline_reason: str = END_TIMEOUT) -> None:
+        self.filter = host.hub.shared_filter(filter)
         self.encoding = Encoding.CHUNKED if chunked else Encoding.RAW
-        self._iostream = iostream
-        self._hub = hub
-        self._keepalive = keepalive
-        self._max_buffer = max_buffer
-        # Direct sends only on plain TCP streams: TLS framing belongs to
-        # SSLIOStream.
-        self._direct = type(iostream) is IOStream
-        self._on_end = on_end
+        #: The connection's socket, ours alone (a non-blocking descriptor).
+        self._fd = fd
+        self._host = host
+        #: What its quota, metrics and log lines need of the request.
+        self.route = route
+        self.role = role
+        self.token_key = token_key
+        #: ``METHOD redacted-uri (remote ip)``, as the access log prints it.
+        self.request_line = request_line
+        self.started_wall = started_wall
+        # With ?heartbeat=S (SPEC §3) a quiet stream sends a heartbeat event
+        # every S seconds instead of a keepalive comment every ``keepalive``.
+        self._heartbeat = bool(heartbeat)
+        self._every = heartbeat or host.keepalive
         self._remaining = max_events or None
         #: Monotonic time at which the stream ends (one-shot timeout, token expiry).
         self.deadline = deadline
         self.deadline_reason = deadline_reason
         #: Id of the last event written (or the resume cursor).
         self.cursor = cursor
-        #: Events that arrive while a database replay is in flight.
+        #: Events that arrive while a replay is in flight.
         self._pending: list[Event] | None = None
+        #: Bytes the socket has not taken yet, oldest first (None: none).
+        self._backlog: list[bytes | memoryview] | None = None
+        self._unsent = 0
+        #: Resolved when the backlog empties, only while a replay waits for it.
+        self._drained: asyncio.Future[None] | None = None
         self.events_sent = 0
         self.bytes_sent = 0
         self.started = self.last_write = time.monotonic()
         self.ended: str | None = None
-        #: True once the response head is out: from then on the ticker tends it.
+        #: True once it is the ticker's to tend (its head is out).
         self.opened = False
-        self._last_write: Future[None] | None = None
+        host.readiness.add(fd, self)
 
     def open(self) -> None:
         """The head and ``retry:`` are out: keepalives and deadlines apply."""
         self.opened = True
         self.last_write = time.monotonic()
+        self._host.metrics.stream_opened(self.route)
 
     # -- replay handover ------------------------------------------------------
     def hold(self) -> None:
@@ -138,8 +173,46 @@ class SSEStream:
             return
         if self.deadline is not None and now >= self.deadline:
             self.end(self.deadline_reason)
-        elif now - self.last_write >= self._keepalive:
+        elif now - self.last_write >= self._every:
             self.keepalive()
+
+    # -- readiness interface ----------------------------------------------------
+    def hung_up(self) -> None:
+        """The client is gone (the readiness set saw it)."""
+        if self.ended is None:
+            self.end(END_CLOSED)
+        else:
+            self._close()  # it will not read the rest of an ended stream either
+
+    def writable(self) -> None:
+        """Send what the socket will take of the backlog."""
+        backlog = self._backlog
+        if backlog is None:
+            return
+        try:
+            sent = os.writev(self._fd, backlog[:_IOV])
+        except BlockingIOError:
+            return
+        except OSError:
+            self.hung_up()
+            return
+        self._unsent -= sent
+        while sent:
+            head = backlog[0]
+            if sent >= len(head):
+                sent -= len(head)
+                del backlog[0]
+            else:
+                backlog[0] = memoryview(head)[sent:]
+                sent = 0
+        if backlog:
+            return
+        self._backlog = None
+        self._host.readiness.watch_writes(self._fd, False)
+        if self.ended is not None:
+            self._close()  # the last chunk is out
+        elif self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     # -- writing ---------------------------------------------------------------
     def write_raw(self, frame: bytes) -> None:
@@ -149,24 +222,24 @@ class SSEStream:
     async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Wait until everything written so far has left for the socket.
 
-        Replay paces itself by this instead of filling the buffer; a client
+        Replay paces itself by this instead of filling the backlog; a client
         that does not take a batch within ``timeout`` is too slow and is cut.
+        The Future exists only while a replay waits, never on an idle stream.
         """
-        if self._last_write is None or self.ended is not None:
+        if self._backlog is None or self.ended is not None:
             return
+        self._drained = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(asyncio.shield(self._last_write), timeout)
-        except StreamClosedError:
-            self.end(END_CLOSED)
+            await asyncio.wait_for(self._drained, timeout)
         except asyncio.TimeoutError:
             self.end(END_SLOW)
-
-    def abort(self) -> None:
-        """Drop the connection without finishing the response (a slow client)."""
-        self._iostream.close()
+        finally:
+            self._drained = None
 
     def keepalive(self) -> None:
-        self.write_raw(sse.KEEPALIVE)
+        """A sign of life on a quiet stream: a heartbeat event if the client
+        asked for one (it does not move the cursor), else a comment."""
+        self.write_raw(sse.heartbeat(self.cursor) if self._heartbeat else sse.KEEPALIVE)
 
     def _send(self, events: Sequence[Event], data: bytes) -> None:
         limit = self._remaining
@@ -183,55 +256,76 @@ class SSEStream:
             if self._remaining == 0:
                 self.end(END_MAX_EVENTS)
 
-    def _write(self, data: bytes | memoryview) -> None:
+    def _write(self, data: bytes) -> None:
         if self.ended is not None:
             return
-        stream = self._iostream
-        if self._direct and not stream.writing():
-            # Nothing queued: hand the bytes to the kernel ourselves. The
-            # usual case is one send() and done, without IOStream.write's
-            # Future and callback per stream per wake-up (the fan-out's
-            # biggest cost after the syscall, bench/RESULTS.md). Only what
-            # the socket did not take goes through the IOStream below.
-            sock = stream.socket
-            if sock is None or stream.closed():
-                # Closed by Tornado; its close callback has not run yet.
-                self.end(END_CLOSED)
+        if self._backlog is not None:
+            if self._unsent > self._host.max_buffer:
+                self.end(END_SLOW)
                 return
-            try:
-                sent = sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self.end(END_CLOSED)
-                return
-            self.bytes_sent += sent
-            self.last_write = time.monotonic()
-            if sent == len(data):
-                self._last_write = None  # nothing pending for drain()
-                return
-            data = memoryview(data)[sent:]  # no copy of the shared bytes
-        # IOStream refuses a write when buffer + data > max_write_buffer_size;
-        # raising the limit by len(data) makes that "buffer > max_buffer".
-        stream.max_write_buffer_size = self._max_buffer + len(data)
-        try:
-            self._last_write = stream.write(data)
-        except StreamBufferFullError:
-            self.end(END_SLOW)
-            return
-        except StreamClosedError:
-            self.end(END_CLOSED)
-            return
+            self._backlog.append(data)
+            self._unsent += len(data)
+        else:
+            self._put(data)
         self.bytes_sent += len(data)
         self.last_write = time.monotonic()
 
+    def _put(self, data: bytes) -> None:
+        """Hand ``data`` to the kernel; keep what it did not take (no copy)."""
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            if self.ended is None:
+                self.end(END_CLOSED)
+            return
+        if sent < len(data):
+            self._backlog = [memoryview(data)[sent:]]
+            self._unsent = len(data) - sent
+            self._host.readiness.watch_writes(self._fd, True)
+
+    # -- the end ---------------------------------------------------------------
     def end(self, reason: str) -> None:
-        """End once: leave the hub, then let the owner finish or drop the response."""
-        if self.ended is None:
-            self.ended = reason
-            self._pending = None
-            self._hub.unsubscribe(self)
-            self._on_end(self, reason)
+        """End once: leave the hub, finish or drop the response, report."""
+        if self.ended is not None:
+            return
+        self.ended = reason
+        self._pending = None
+        host = self._host
+        host.hub.unsubscribe(self)
+        if reason in (END_CLOSED, END_SLOW):
+            # Gone, or its backlog is full: finishing would only queue more.
+            self._close()
+        else:
+            if self.encoding is Encoding.CHUNKED:
+                if self._backlog is not None:
+                    self._backlog.append(LAST_CHUNK)
+                else:
+                    self._put(LAST_CHUNK)
+            if self._backlog is None:
+                self._close()
+            else:
+                # The client reads its backlog and the last chunk, within bounds.
+                self.deadline = time.monotonic() + LINGER
+                host.lingering.add(self)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        host.ended(self, reason)
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        self._backlog = None
+        self._host.readiness.remove(fd)
+        self._host.lingering.discard(self)
+        os.close(fd)
+
+    def linger(self, now: float) -> None:
+        """An ended stream still sending its last bytes: give up past its time."""
+        if self.deadline is not None and now >= self.deadline:
+            self._close()
 
 
 def open_streams(hub: Hub) -> list[SSEStream]:
@@ -240,10 +334,20 @@ def open_streams(hub: Hub) -> list[SSEStream]:
 
 
 class Ticker:
-    """Keepalives and deadlines for every subscriber of the hub, from one timer."""
+    """Tends every stream of one server: keepalives and deadlines from one
+    timer, hang-ups and writability from one readiness set, and the
+    bookkeeping of a stream's end (quota, metrics, log lines)."""
 
-    def __init__(self, hub: Hub, keepalive: float) -> None:
-        self._hub = hub
+    def __init__(self, hub: Hub, keepalive: float, *, quota: StreamQuota, metrics: Metrics,
+                 max_buffer: int) -> None:
+        self.hub = hub
+        self.keepalive = keepalive
+        self.max_buffer = max_buffer
+        self.quota = quota
+        self.metrics = metrics
+        self.readiness = SocketWatch()
+        #: Ended streams still sending their backlog and last chunk.
+        self.lingering: set[SSEStream] = set()
         # Visit often enough that a quiet stream hears from us within 1.25
         # keepalive intervals, and deadlines are met within a second.
         period = min(1.0, max(0.05, keepalive / 4))
@@ -253,9 +357,26 @@ class Ticker:
         self._timer.start()
 
     def stop(self) -> None:
+        """Stop tending; close what is still lingering (the server stops)."""
         self._timer.stop()
+        for stream in list(self.lingering):
+            stream._close()
+        self.readiness.close()
+
+    def ended(self, stream: SSEStream, reason: str) -> None:
+        """A stream has left the hub: count it, release its quota, log it once."""
+        self.metrics.stream_closed(stream.route, reason)
+        self.quota.release(stream.token_key)
+        log.info("stream end route=%s role=%s reason=%s duration=%.1fs events=%d bytes=%d",
+                 stream.route, stream.role, reason, time.monotonic() - stream.started,
+                 stream.events_sent, stream.bytes_sent)
+        # The one access-log line of the request, as app.log_request writes it.
+        access_log.info("%d %s %.1fms", 200, stream.request_line,
+                        1000.0 * (time.time() - stream.started_wall))
 
     def _tick(self) -> None:
         now = time.monotonic()
-        for sub in self._hub.subscribers():
+        for sub in self.hub.subscribers():
             sub.tick(now)
+        for stream in list(self.lingering):
+            stream.linger(now)

@@ -1,27 +1,31 @@
 """GET /sse and the WooCommerce-compatible routes (SPEC §3).
 
-A thin shell: it parses the request, opens the response, and lets the
-stream (tornado_sse/stream.py) and the handover (tornado_sse/handover.py)
-do the work. The stream tells it when it has ended; the handler only
-finishes or drops the response then.
+A thin shell: it parses the request, sends the head through Tornado, then
+detaches the connection (``RequestHandler.detach()``, as Tornado's
+websocket code does) and gives the socket to an
+:class:`~tornado_sse.stream.SSEStream`, which replays, streams and ends on
+its own. The handler, the request and Tornado's connection objects are
+garbage as soon as :meth:`SSEHandler.get` returns: an open stream keeps
+none of them (issue 21, ARCHITECTURE.md "A stream's life").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import psycopg
 from psycopg_pool import PoolTimeout
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import StreamClosedError
 
 from .. import sse
-from ..auth import Principal
+from ..auth import Principal, redact_uri
 from ..context import Context
 from ..errors import ApiError
 from ..handover import Handover
-from ..stream import END_CLOSED, END_ERROR, END_EXPIRED, END_SLOW, END_TIMEOUT, SSEStream
+from ..stream import END_ERROR, END_EXPIRED, END_TIMEOUT, SSEStream
 from .base import BaseHandler
 from .query import StreamQuery, parse_stream_query
 
@@ -37,16 +41,24 @@ class SSEHandler(BaseHandler):
         self.route = route
         self.route_max_events = max_events
         self.route_timeout = stream_timeout
-        self.stream: SSEStream | None = None
-        self.who: Principal | None = None
-        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._last_sign = time.monotonic()
+        self.heartbeat = 0
+        #: The stream that owns the connection once it is detached (and
+        #: the quota with it); it never refers back to the handler.
+        self.stream: SSEStream | None = None
 
-    async def get(self) -> None:
-        principal = self.who = self.principal()
+    def _parse(self, principal: Principal) -> StreamQuery:
+        """The stream parameters, one 400 naming every bad one."""
         errors: dict[str, str] = {}
         query = parse_stream_query(self, principal, errors)
+        # SPEC §3: seconds of quiet before a heartbeat event, 5-300.
+        self.heartbeat = self.int_arg("heartbeat", errors, minimum=5, maximum=300, default=0) or 0
         self.check(errors)
+        return query
+
+    async def get(self) -> None:
+        principal = self.principal()
+        query = self._parse(principal)
         quota = self.ctx.quota
         try:
             quota.acquire(principal.token_key)  # 429 / 503 before the head
@@ -56,14 +68,12 @@ class SSEHandler(BaseHandler):
         try:
             await self._serve(principal, query)
         finally:
-            quota.release(principal.token_key)
+            if self.stream is None:  # else the stream releases it when it ends
+                quota.release(principal.token_key)
 
     async def head(self, *args: str) -> None:
         """What a GET would answer, without opening a stream."""
-        principal = self.principal()
-        errors: dict[str, str] = {}
-        parse_stream_query(self, principal, errors)
-        self.check(errors)
+        self._parse(self.principal())
         self._stream_headers()
         self.finish()
 
@@ -83,26 +93,27 @@ class SSEHandler(BaseHandler):
             await self.flush()
         except StreamClosedError:
             return
-        if not await self._wait_until_started():
+        if not await self._wait_until_started(query.cursor):
             # Shutting down (or gone): the end; the client comes back, to
             # another server or to this one restarted.
-            if not self._finished and not self.done.done():
+            if not self._finished and not self.gone:
                 self.finish()
             return
-
+        fd = self._detach()
+        if fd is None:
+            return  # the client left as the head went out
         deadline, reason = self._deadline(principal)
-        connection = self.request.connection
-        iostream = getattr(connection, "stream", None)
-        assert isinstance(iostream, IOStream)
+        request = self.request
         stream = self.stream = SSEStream(
-            iostream, ctx.hub, filter=query.filter, chunked=self.request.version == "HTTP/1.1",
+            fd, ctx.ticker, route=self.route, role=principal.role, token_key=principal.token_key,
+            request_line=f"{request.method} {redact_uri(request.uri or '')} ({request.remote_ip})",
+            started_wall=time.time() - request.request_time(),
+            filter=query.filter, chunked=request.version == "HTTP/1.1",
             cursor=ctx.hub.last_id if query.cursor is None else query.cursor,
-            keepalive=ctx.settings.keepalive, max_buffer=ctx.settings.max_buffer,
-            max_events=query.max_events or self.route_max_events,
-            deadline=deadline, deadline_reason=reason, on_end=self._ended)
-        handover = Handover(ctx.hub, ctx.pool, stream, query.cursor)
+            max_events=query.max_events or self.route_max_events, heartbeat=self.heartbeat,
+            deadline=deadline, deadline_reason=reason)
         stream.open()
-        ctx.metrics.stream_opened(self.route)
+        handover = Handover(ctx.hub, ctx.pool, stream, query.cursor)
         try:
             reset = await handover.check()
             if reset is not None:
@@ -120,29 +131,52 @@ class SSEHandler(BaseHandler):
             # stream; the client retries from its cursor after ``retry:``.
             log.warning("resume failed, ending the stream for a retry: %s", str(exc).strip()[:200])
             stream.end(END_ERROR)
+        except Exception:
+            stream.end(END_ERROR)  # a bug: no stream is left behind, Tornado logs it
+            raise
         handover.release()
-        await self.done
 
-    async def _wait_until_started(self) -> bool:
+    def _detach(self) -> int | None:
+        """Take the socket from Tornado; None if the client already left.
+
+        Tornado's connection and IOStream are closed on our side only after
+        the socket was duplicated, so the client's connection stays open
+        and is ours alone; the handler's ``ui`` reference cycle is broken as
+        ``finish()`` would (a cycle per stream kept 3 KB and made every full
+        collection slower, issue 21), and the request stops counting as
+        in flight (a detached stream ends through the hub at shutdown).
+        """
+        iostream = self.detach()
+        self._break_cycles()
+        self.on_finish()
+        sock = iostream.socket
+        fd = None if sock is None or iostream.closed() else os.dup(sock.fileno())
+        iostream.close()
+        return fd
+
+    async def _wait_until_started(self, cursor: int | None) -> bool:
         """Until the listener has placed the hub in the log (the server is
         starting, or its database is not there yet), keep the client with
-        keepalives. False if the client left or the server is stopping."""
+        keepalives (or heartbeats carrying its own cursor, which is all the
+        server knows yet). False if the client left or the server is stopping."""
         ctx = self.ctx
+        interval = self.heartbeat or ctx.settings.keepalive
+        sign = sse.heartbeat(cursor or 0) if self.heartbeat else sse.KEEPALIVE
         while not ctx.hub.started:
-            if self.done.done() or ctx.hub.closed:
+            if self.gone or ctx.hub.closed:
                 return False
             try:
-                await asyncio.wait_for(ctx.listener.wait_connected(), min(1.0, ctx.settings.keepalive))
+                await asyncio.wait_for(ctx.listener.wait_connected(), min(1.0, interval))
             except asyncio.TimeoutError:
                 pass
-            if time.monotonic() - self._last_sign >= ctx.settings.keepalive:
-                self.write(sse.KEEPALIVE)
+            if time.monotonic() - self._last_sign >= interval:
+                self.write(sign)
                 try:
                     await self.flush()
                 except StreamClosedError:
                     return False
                 self._last_sign = time.monotonic()
-        return not (self.done.done() or ctx.hub.closed)
+        return not (self.gone or ctx.hub.closed)
 
     def _deadline(self, principal: Principal) -> tuple[float | None, str]:
         """The earliest of the one-shot timeout and the token's expiry."""
@@ -155,25 +189,3 @@ class SSEHandler(BaseHandler):
             if deadline is None or expiry < deadline:
                 deadline, reason = expiry, END_EXPIRED
         return deadline, reason
-
-    def on_connection_close(self) -> None:
-        super().on_connection_close()
-        if self.stream is not None:
-            self.stream.end(END_CLOSED)
-        elif not self.done.done():
-            self.done.set_result(END_CLOSED)
-
-    def _ended(self, stream: SSEStream, reason: str) -> None:
-        """The stream has left the hub: end the response accordingly."""
-        if stream.opened:
-            self.ctx.metrics.stream_closed(self.route, reason)
-            if reason == END_SLOW:
-                # The buffer is full: finishing would only queue more bytes.
-                stream.abort()
-            elif reason != END_CLOSED and not self._finished:
-                self.finish()
-            log.info("stream end route=%s role=%s reason=%s duration=%.1fs events=%d bytes=%d",
-                     self.route, self.who.role if self.who else "-", reason,
-                     time.monotonic() - stream.started, stream.events_sent, stream.bytes_sent)
-        if not self.done.done():
-            self.done.set_result(reason)
