@@ -64,6 +64,14 @@ def test_retry_comment_and_chunk():
     assert sse.http_chunk(b"") == b""  # an empty chunk would end the body
 
 
+def test_heartbeat_exact_bytes_is_an_event_without_id():
+    raw = sse.heartbeat(42)
+    assert raw == b'event: heartbeat\ndata: {"last_id": 42}\n\n'
+    parser = SSEParser(last_event_id="7", _id_buffer="7")
+    [message] = parser.feed(raw)
+    assert (message.event, message.json(), message.id) == ("heartbeat", {"last_id": 42}, "7")
+
+
 def test_parser_handles_split_crlf_and_multibyte_across_chunks():
     """The test parser itself must be right, or the stream tests prove nothing."""
     raw = "id: 1\r\ndata: \u00e9t\u00e9\r\n\r\n".encode("utf-8")

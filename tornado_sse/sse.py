@@ -15,6 +15,9 @@ Deliberate choices, so that no one "fixes" them:
   caller, so it raises.
 - Every frame ends with one blank line; comments are ``: text`` lines and
   are ignored by clients, which makes them the keepalive.
+- The heartbeat (SPEC §3, ``?heartbeat=S``) is an event a page *can* see,
+  but it has no ``id:`` line: a browser keeps its Last-Event-ID, so the
+  resume cursor never moves past an event the client has not received.
 """
 
 from __future__ import annotations
@@ -55,6 +58,15 @@ def comment(text: str = "") -> bytes:
 
 
 KEEPALIVE = comment("keepalive")
+
+
+def heartbeat(last_id: int) -> bytes:
+    """``event: heartbeat`` with ``{"last_id": N}`` and no ``id:`` (SPEC §3).
+
+    ``last_id`` is the stream's cursor, the id of the last event it sent:
+    a page that holds a smaller id knows it missed one and resumes.
+    """
+    return b'event: heartbeat\ndata: {"last_id": %d}\n\n' % last_id
 
 
 def http_chunk(payload: bytes) -> bytes:

@@ -58,19 +58,22 @@ class SSEStream:
     """Writes events to one client, in id order, each once."""
 
     # Slotted: a process holds one per open stream, 10,000 and more.
-    __slots__ = ("_direct", "_hub", "_iostream", "_keepalive", "_last_write", "_max_buffer", "_on_end",
+    __slots__ = ("_direct", "_heartbeat", "_hub", "_iostream", "_keepalive", "_last_write", "_max_buffer", "_on_end",
                  "_pending", "_remaining", "bytes_sent", "cursor", "deadline", "deadline_reason", "encoding",
                  "ended", "events_sent", "filter", "last_write", "opened", "started")
 
     def __init__(self, iostream: IOStream, hub: Hub, *, filter: Filter, chunked: bool, cursor: int,
-                 keepalive: float, max_buffer: int, max_events: int = 0,
+                 keepalive: float, max_buffer: int, max_events: int = 0, heartbeat: float = 0.0,
                  deadline: float | None = None, deadline_reason: str = END_TIMEOUT,
                  on_end: OnEnd) -> None:
         self.filter = filter
         self.encoding = Encoding.CHUNKED if chunked else Encoding.RAW
         self._iostream = iostream
         self._hub = hub
-        self._keepalive = keepalive
+        # With ?heartbeat=S (SPEC §3) a quiet stream sends a heartbeat event
+        # every S seconds instead of a keepalive comment every ``keepalive``.
+        self._heartbeat = heartbeat
+        self._keepalive = heartbeat or keepalive
         self._max_buffer = max_buffer
         # Direct sends only on plain TCP streams: TLS framing belongs to
         # SSLIOStream.
@@ -166,7 +169,9 @@ class SSEStream:
         self._iostream.close()
 
     def keepalive(self) -> None:
-        self.write_raw(sse.KEEPALIVE)
+        """A sign of life on a quiet stream: a heartbeat event if the client
+        asked for one (it does not move the cursor), else a comment."""
+        self.write_raw(sse.heartbeat(self.cursor) if self._heartbeat else sse.KEEPALIVE)
 
     def _send(self, events: Sequence[Event], data: bytes) -> None:
         limit = self._remaining

@@ -41,12 +41,20 @@ class SSEHandler(BaseHandler):
         self.who: Principal | None = None
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._last_sign = time.monotonic()
+        self.heartbeat = 0
+
+    def _parse(self, principal: Principal) -> StreamQuery:
+        """The stream parameters, one 400 naming every bad one."""
+        errors: dict[str, str] = {}
+        query = parse_stream_query(self, principal, errors)
+        # SPEC §3: seconds of quiet before a heartbeat event, 5-300.
+        self.heartbeat = self.int_arg("heartbeat", errors, minimum=5, maximum=300, default=0) or 0
+        self.check(errors)
+        return query
 
     async def get(self) -> None:
         principal = self.who = self.principal()
-        errors: dict[str, str] = {}
-        query = parse_stream_query(self, principal, errors)
-        self.check(errors)
+        query = self._parse(principal)
         quota = self.ctx.quota
         try:
             quota.acquire(principal.token_key)  # 429 / 503 before the head
@@ -60,10 +68,7 @@ class SSEHandler(BaseHandler):
 
     async def head(self, *args: str) -> None:
         """What a GET would answer, without opening a stream."""
-        principal = self.principal()
-        errors: dict[str, str] = {}
-        parse_stream_query(self, principal, errors)
-        self.check(errors)
+        self._parse(self.principal())
         self._stream_headers()
         self.finish()
 
@@ -83,7 +88,7 @@ class SSEHandler(BaseHandler):
             await self.flush()
         except StreamClosedError:
             return
-        if not await self._wait_until_started():
+        if not await self._wait_until_started(query.cursor):
             # Shutting down (or gone): the end; the client comes back, to
             # another server or to this one restarted.
             if not self._finished and not self.done.done():
@@ -98,7 +103,7 @@ class SSEHandler(BaseHandler):
             iostream, ctx.hub, filter=query.filter, chunked=self.request.version == "HTTP/1.1",
             cursor=ctx.hub.last_id if query.cursor is None else query.cursor,
             keepalive=ctx.settings.keepalive, max_buffer=ctx.settings.max_buffer,
-            max_events=query.max_events or self.route_max_events,
+            max_events=query.max_events or self.route_max_events, heartbeat=self.heartbeat,
             deadline=deadline, deadline_reason=reason, on_end=self._ended)
         handover = Handover(ctx.hub, ctx.pool, stream, query.cursor)
         stream.open()
@@ -123,20 +128,23 @@ class SSEHandler(BaseHandler):
         handover.release()
         await self.done
 
-    async def _wait_until_started(self) -> bool:
+    async def _wait_until_started(self, cursor: int | None) -> bool:
         """Until the listener has placed the hub in the log (the server is
         starting, or its database is not there yet), keep the client with
-        keepalives. False if the client left or the server is stopping."""
+        keepalives (or heartbeats carrying its own cursor, which is all the
+        server knows yet). False if the client left or the server is stopping."""
         ctx = self.ctx
+        interval = self.heartbeat or ctx.settings.keepalive
+        sign = sse.heartbeat(cursor or 0) if self.heartbeat else sse.KEEPALIVE
         while not ctx.hub.started:
             if self.done.done() or ctx.hub.closed:
                 return False
             try:
-                await asyncio.wait_for(ctx.listener.wait_connected(), min(1.0, ctx.settings.keepalive))
+                await asyncio.wait_for(ctx.listener.wait_connected(), min(1.0, interval))
             except asyncio.TimeoutError:
                 pass
-            if time.monotonic() - self._last_sign >= ctx.settings.keepalive:
-                self.write(sse.KEEPALIVE)
+            if time.monotonic() - self._last_sign >= interval:
+                self.write(sign)
                 try:
                     await self.flush()
                 except StreamClosedError:
