@@ -128,6 +128,14 @@ const DEFAULT_HEARTBEAT_S = 15; // SPEC §3 allows 5–300
 // with S = 15 the page says 'reconnecting' at most 33 s into a silence.
 const STALE_MARGIN_MS = 3000;
 const OPEN_TIMEOUT_MS = 10000;
+// After a stale connection, the browser may send the new request on a
+// kept-alive socket that died with it (it cannot tell; JS cannot choose):
+// such a request never gets its head. A live server answers the head at
+// once, so these tries wait FRESH_OPEN_TIMEOUT_MS, and FRESH_TRIES of them
+// get through every socket a browser keeps for one host over HTTP/1.1 (6)
+// before the patient OPEN_TIMEOUT_MS applies again.
+const FRESH_OPEN_TIMEOUT_MS = 2000;
+const FRESH_TRIES = 6;
 const QUIET_CHECK_MS = 45000; // three default keepalive intervals
 const STALL_GRACE_MS = 5000;
 const POLL_TIMEOUT_S = 25;
@@ -320,11 +328,11 @@ function stallWatch(hooks) {
   }
 
   return {
-    /** No `open` within OPEN_TIMEOUT_MS: call onTimeout. @param {() => void} onTimeout */
-    expectOpen(onTimeout) {
+    /** No `open` within `ms`: call onTimeout. @param {() => void} onTimeout */
+    expectOpen(onTimeout, ms = OPEN_TIMEOUT_MS) {
       stopped = false;
       clearTimeout(openTimer);
-      openTimer = setTimeout(onTimeout, OPEN_TIMEOUT_MS);
+      openTimer = setTimeout(onTimeout, ms);
     },
     /** The connection opened: stop the open timeout, start the quiet check. */
     opened() {
@@ -383,6 +391,7 @@ function openSse(opts, ctx) {
   let attempts = 0;
   let heardSinceOpen = false;
   let deafStale = 0; // connections in a row that went stale having delivered nothing
+  let freshTries = 0; // quick tries since the last stale connection (see FRESH_TRIES)
   const watch = stallWatch({
     cursor: ctx.cursor,
     pending: (since) => pendingIds(opts, since),
@@ -391,7 +400,8 @@ function openSse(opts, ctx) {
     onStale,
   });
 
-  function connect() {
+  /** @param {boolean} [fresh] replacing a stale connection (not the first, not after an error) */
+  function connect(fresh = false) {
     if (closed) return;
     /** @type {Record<string, string | number | null>} */
     const params = {since_id: ctx.cursor(), heartbeat: opts.heartbeat || null};
@@ -419,12 +429,22 @@ function openSse(opts, ctx) {
     source.addEventListener('reset', onReset);
     source.addEventListener('heartbeat', onHeartbeat);
     // No answer at all, not even an error: a proxy is holding the
-    // response back (the classic buffering one), so poll instead.
-    watch.expectOpen(() => { drop(); ctx.fallback(); });
+    // response back (the classic buffering one), so poll instead. After a
+    // stale connection, though, the browser may have sent the request on
+    // another socket that died with it (a kept-alive one, after a NAT or
+    // Wi-Fi change): drop it and try a fresh one again.
+    if (!fresh) {
+      watch.expectOpen(() => { drop(); ctx.fallback(); });
+    } else if (freshTries++ < FRESH_TRIES) {
+      watch.expectOpen(() => { drop(); connect(true); }, FRESH_OPEN_TIMEOUT_MS);
+    } else {
+      watch.expectOpen(() => { drop(); connect(true); });
+    }
   }
 
   function onOpen() {
     attempts = 0;
+    freshTries = 0;
     ctx.status('live');
     watch.opened();
   }
@@ -462,7 +482,7 @@ function openSse(opts, ctx) {
     drop();
     if (deafStale >= 2) { ctx.fallback(); return; } // it never delivers: a buffering proxy
     ctx.status('reconnecting');
-    connect();
+    connect(true);
   }
 
   /** @param {Event} e */
