@@ -422,8 +422,10 @@ function openSse(opts, ctx) {
     const source = new opts.EventSource(url, init);
     es = source;
     heardSinceOpen = false;
-    source.onopen = onOpen;
-    source.onerror = onError;
+    // Listeners, not onopen/onerror: npm `eventsource` calls those before
+    // dispatching, with no event target yet (onError checks the target).
+    source.addEventListener('open', onOpen);
+    source.addEventListener('error', onError);
     for (const name of names) source.addEventListener(name, onMessage);
     source.addEventListener('message', onMessage);
     source.addEventListener('reset', onReset);
@@ -883,6 +885,10 @@ export function follow(resource, range, handlers = {}) {
   if (!kind) throw new TypeError(`tornado-sse: follow() takes 'appointments' or 'availabilities', not ${resource}`);
   const opts = normalize({...range, topics: [kind.topic + '.*'], since: null});
   const staffId = opts.staffId;
+  // A staff token sees only its own appointments (SPEC §4), and the event
+  // that moves one away reaches it too: with this, that row leaves the set.
+  /** @type {number | null} */
+  let ownStaffId = null;
   const productId = opts.productId;
   const span = resource === 'appointments'
     ? {start: epoch(range.start ?? Date.now() - 864e5), end: epoch(range.end ?? Date.now() + 7 * 864e5)}
@@ -901,7 +907,9 @@ export function follow(resource, range, handlers = {}) {
   function covers(row) {
     if (!span) return true;
     if (row.status === 'trash' || !(row.start < span.end && row.end > span.start)) return false;
-    if (staffId != null && !(row.staff_ids || []).map(Number).includes(staffId)) return false;
+    const staff = (row.staff_ids || []).map(Number);
+    if (staffId != null && !staff.includes(staffId)) return false;
+    if (ownStaffId != null && !staff.includes(ownStaffId)) return false;
     return productId == null || Number(row.product_id) === productId;
   }
 
@@ -976,7 +984,16 @@ export function follow(resource, range, handlers = {}) {
     }
   }
 
-  const ready = load().then((since) => {
+  /** Who we are: a staff member's set holds only their appointments. */
+  async function learnScope() {
+    if (!span) return;
+    const res = await opts.fetch(new URL('api/me', opts.base).href, fetchOptions(opts, abort.signal));
+    const body = await res.json().catch(() => null);
+    if (!res.ok) throw new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body);
+    if (body.role === 'staff') ownStaffId = Number(body.staff_id);
+  }
+
+  const ready = learnScope().then(load).then((since) => {
     if (since === null || closed) return;
     subscription = subscribe({...range, topics: [kind.topic + '.*'], since}, onEvent,
       {onStatus: handlers.onStatus, onReset});
