@@ -64,10 +64,11 @@ async def test_node_test_runner_passes_against_a_real_server(npm, make_server):
 
 
 def test_types_pass_tsc_strict(npm):
-    """The package's .d.ts and a program using it (strict), and the page's
-    scripts against the same types (tsconfig.json at the root)."""
+    """The package's .d.ts and a program using it, the module's own JSDoc
+    types (both strict), and the page's scripts against the same types
+    (tsconfig.json at the root)."""
     tsc = str(PACKAGE / "node_modules" / ".bin" / "tsc")
-    for project in (PACKAGE / "tsconfig.json", ROOT / "tsconfig.json"):
+    for project in (PACKAGE / "tsconfig.json", PACKAGE / "tsconfig.source.json", ROOT / "tsconfig.json"):
         checked = run(tsc, "-p", str(project), cwd=project.parent)
         assert checked.returncode == 0, f"{project}:\n{checked.stdout}{checked.stderr}"
 

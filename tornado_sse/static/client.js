@@ -925,6 +925,7 @@ export function follow(resource, range, handlers = {}) {
   /** @returns {Promise<number | null>} the snapshot's last_event_id (null: superseded or closed) */
   async function load() {
     const generation = ++loads;
+    /** @type {Record<string, number>} */
     const params = span ? {start: span.start, end: span.end} : {};
     const url = endpoint({...opts, topics: []}, 'api/' + resource, params);
     for (let attempt = 0; ; attempt++) {
