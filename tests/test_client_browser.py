@@ -24,6 +24,8 @@ pytestmark = pytest.mark.browser
 HEARTBEAT_S = 15
 #: Issue 23: the badge must say "Reconnecting" this soon after the connection went silent.
 RECONNECTING_WITHIN_S = 35
+#: Reconnect delay sent to the pages: restarts are noticed fast.
+RETRY_MS = 200
 
 
 @pytest.mark.gen_test(timeout=40)
@@ -56,6 +58,32 @@ async def test_a_staff_tab_and_an_admin_tab_of_one_browser_each_get_exactly_thei
     assert await staff.applied() == [1, 3]
     assert await staff.ids() == [mine, later]
     assert await admin.call("status") == await staff.call("status") == "live"
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_a_tab_whose_cookie_another_login_replaced_stops_rather_than_show_someone_elses_events(
+        chromium, make_server, db):
+    """The other half of issue 19: the cookie is one per browser, so a login
+    in another tab changes whom a tab's next connection authenticates as.
+    By hand: open the calendar as staff 5, then as staff 7 in another tab,
+    restart the server; the first tab must not go on as staff 7."""
+    server = await make_server(retry=RETRY_MS)
+    port = server.port
+    browser = await chromium.session()
+    first = await browser.open(f"{server.url}/?token={staff_token(5)}")
+    second = await browser.open(f"{server.url}/?token={staff_token(7)}")  # replaces the cookie
+
+    await server.stop()  # every stream ends; each tab reconnects with the cookie of now
+    server = await make_server(port=port, retry=RETRY_MS)
+    await first.wait_status("unauthorized", timeout=15_000)
+    await second.wait_status("live", timeout=15_000)
+    week_start, _ = await second.week()
+    book(db, week_start, 1, 10, staff_ids=[7])
+    await second.wait_caught_up(1)
+    assert await second.applied() == [1]
+    assert await first.applied() == []
+    assert await first.call("leader") is False
+    await within(5, "one stream: the stopped tab's is closed", lambda: _streams(server, 1))
 
 
 async def _streams(server, count: int) -> bool:

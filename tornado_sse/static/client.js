@@ -66,7 +66,10 @@
  *   session: a SHA-256 of the token when one is given, else the cookie
  *   session's expiry (scripts cannot read the HttpOnly cookie); never the
  *   token itself. When the identity cannot be learnt, the tab does not
- *   share. The tab holding the Web Lock `tornado-sse-leader:<key>`
+ *   share. Every connection, once open, asks /api/me again: the cookie is
+ *   one per browser, and if another login replaced it with another role or
+ *   staff member, the subscription stops as 'unauthorized' rather than
+ *   carry someone else's events. The tab holding the Web Lock `tornado-sse-leader:<key>`
  *   connects and fans events out over a BroadcastChannel; the others
  *   deliver what it sends. A tab that joins late asks the leader for the
  *   events it missed (the leader keeps the last HISTORY_SIZE); if they are
@@ -105,7 +108,7 @@
  *            EventSource: any, fetch: typeof fetch}} Options
  * @typedef {{cursor: () => (number | null), deliver: (event: SseEvent) => void,
  *            reset: (lastId: number) => void, advance: (id: number) => void,
- *            status: (s: Status) => void, fallback: () => void}} TransportContext
+ *            status: (s: Status) => void, fallback: () => void, opened: () => void}} TransportContext
  * @typedef {{close: () => void, wake: () => void}} Transport
  * @typedef {{cursor: () => (number | null), deliver: (event: SseEvent) => boolean,
  *            reset: (lastId: number) => void, status: (s: Status) => boolean,
@@ -217,10 +220,11 @@ async function probeAuth(opts) {
 }
 
 /**
- * Who this tab's credentials are (issue 19), as a key part: role, staff id
- * and a session discriminator that is never the token itself. Null when it
+ * Who this tab's credentials are (issue 19): `who` (role and staff id: what
+ * decides which events a stream gets) and `session` (a SHA-256 of the token,
+ * or the cookie session's expiry; never the token itself). Null when it
  * cannot be told (then the tab does not share).
- * @param {Options} opts @returns {Promise<string | null>}
+ * @param {Options} opts @returns {Promise<{who: string, session: string} | null>}
  */
 async function identify(opts) {
   try {
@@ -235,7 +239,7 @@ async function identify(opts) {
     } else {
       session = 'cookie:' + me.exp; // the HttpOnly cookie is out of reach; its expiry is not
     }
-    return JSON.stringify([me.role, me.staff_id ?? null, session]);
+    return {who: JSON.stringify([me.role, me.staff_id ?? null]), session};
   } catch (err) {
     return null;
   }
@@ -449,6 +453,7 @@ function openSse(opts, ctx) {
     freshTries = 0;
     ctx.status('live');
     watch.opened();
+    ctx.opened();
   }
 
   function heard() {
@@ -539,6 +544,7 @@ function openPoll(opts, ctx) {
 
   (async function loop() {
     let failures = 0; // in a row
+    let first = true;
     while (!closed) {
       // A long-poll that has not failed is the live state of this
       // transport, even while it waits for the first event.
@@ -560,6 +566,8 @@ function openPoll(opts, ctx) {
         } else {
           const body = await res.json();
           if (closed) break;
+          if (first || failures > 0) ctx.opened(); // (re)connected
+          first = false;
           failures = 0;
           if (body.reset) ctx.reset(Number(body.reset.last_id ?? body.last_id));
           for (const event of body.events || []) ctx.deliver(event);
@@ -750,6 +758,8 @@ export function subscribe(options, onEvent, {onStatus, onReset} = {}) {
   let transport = null; // set while this tab is the leader
   /** @type {Share | null} */
   let share = null;
+  /** @type {string | null} who the events are for (identify()): learnt first, then checked */
+  let who = null;
 
   /** @param {SseEvent} event */
   function deliver(event) {
@@ -794,7 +804,23 @@ export function subscribe(options, onEvent, {onStatus, onReset} = {}) {
       if (transport) transport.close();
       transport = openPoll(opts, ctx);
     },
+    opened() {
+      // A connection authenticates with the credentials of the moment: if
+      // another login replaced the cookie since, this stream now carries
+      // someone else's events (issue 19). Stop and say so; the page must
+      // be opened again for the new session.
+      identify(opts).then((now) => {
+        if (closed || !now) return;
+        if (who === null) who = now.who;
+        else if (now.who !== who) sessionChanged();
+      });
+    },
   };
+
+  function sessionChanged() {
+    ctx.status('unauthorized');
+    end();
+  }
 
   /** @type {Tab} */
   const tab = {
@@ -818,7 +844,8 @@ export function subscribe(options, onEvent, {onStatus, onReset} = {}) {
     setStatus('reconnecting');
     identify(opts).then((identity) => {
       if (closed) return;
-      share = identity ? shareTabs(JSON.stringify([scope, identity]), tab) : alone(tab);
+      if (identity) who = identity.who;
+      share = identity ? shareTabs(JSON.stringify([scope, identity.who, identity.session]), tab) : alone(tab);
     });
   } else {
     // alone() opens the transport at once, and a poll reports its status
@@ -831,14 +858,16 @@ export function subscribe(options, onEvent, {onStatus, onReset} = {}) {
     get leader() { return transport !== null && !closed; },
     get status() { return status; },
     get lastEventId() { return last; },
-    close() {
-      if (closed) return;
-      closed = true;
-      if (typeof root.removeEventListener === 'function') root.removeEventListener('online', onOnline);
-      if (transport) transport.close();
-      if (share) share.close();
-    },
+    close: end,
   };
+
+  function end() {
+    if (closed) return;
+    closed = true;
+    if (typeof root.removeEventListener === 'function') root.removeEventListener('online', onOnline);
+    if (transport) transport.close();
+    if (share) share.close();
+  }
 }
 
 /** @param {number | string | Date} t @returns {number} epoch seconds */
