@@ -1,5 +1,6 @@
-// The globals the browser scripts share (they are plain <script>s, no
-// modules, no build step), for the type check in tsconfig.json.
+// The globals the browser scripts share (plain <script>s, no build step;
+// only client.js is a module, handed to them by tornado-sse-global.js), for
+// the type check in tsconfig.json.
 
 /** FullCalendar 7's MIT bundle (vendored, untyped here). */
 declare const FullCalendar: any;
