@@ -918,6 +918,7 @@ export function follow(resource, range, handlers = {}) {
   // that moves one away reaches it too: with this, that row leaves the set.
   /** @type {number | null} */
   let ownStaffId = null;
+  let scoped = false; // whether ownStaffId is known (api/me answered)
   const productId = opts.productId;
   const span = resource === 'appointments'
     ? {start: epoch(range.start ?? Date.now() - 864e5), end: epoch(range.end ?? Date.now() + 7 * 864e5)}
@@ -951,6 +952,19 @@ export function follow(resource, range, handlers = {}) {
     return true;
   }
 
+  /**
+   * GET as JSON: the body, or null for a transient failure (5xx: retry);
+   * a refusal (4xx) throws a SnapshotError.
+   * @param {string} url @returns {Promise<any>}
+   */
+  async function getJson(url) {
+    const res = await opts.fetch(url, fetchOptions(opts, abort.signal));
+    if (res.status >= 500) return null;
+    const body = await res.json().catch(() => null);
+    if (!res.ok) throw new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body);
+    return body;
+  }
+
   /** @returns {Promise<number | null>} the snapshot's last_event_id (null: superseded or closed) */
   async function load() {
     const generation = ++loads;
@@ -958,11 +972,13 @@ export function follow(resource, range, handlers = {}) {
     const params = span ? {start: span.start, end: span.end} : {};
     const url = endpoint({...opts, topics: []}, 'api/' + resource, params);
     for (let attempt = 0; ; attempt++) {
-      let res = null;
       try {
-        res = await opts.fetch(url, fetchOptions(opts, abort.signal));
-        if (res.ok) {
-          const body = await res.json();
+        // Who we are, once: a staff member's set holds only their appointments.
+        const me = span && !scoped ? await getJson(new URL('api/me', opts.base).href) : {};
+        if (me && me.role === 'staff') ownStaffId = Number(me.staff_id);
+        if (me) scoped = true;
+        const body = me && await getJson(url);
+        if (body) {
           if (closed || generation !== loads) return null;
           const version = Number(body.last_event_id);
           const listed = new Set();
@@ -974,10 +990,6 @@ export function follow(resource, range, handlers = {}) {
           for (const id of [...rows.keys()]) if (!listed.has(id)) apply(id, version, null);
           safely(handlers.onChange, rows, {type: 'snapshot', lastEventId: version});
           return version;
-        }
-        if (res.status < 500) {
-          const body = await res.json().catch(() => null);
-          throw new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body);
         }
       } catch (err) {
         if (closed || generation !== loads) return null;
@@ -1014,16 +1026,7 @@ export function follow(resource, range, handlers = {}) {
     }
   }
 
-  /** Who we are: a staff member's set holds only their appointments. */
-  async function learnScope() {
-    if (!span) return;
-    const res = await opts.fetch(new URL('api/me', opts.base).href, fetchOptions(opts, abort.signal));
-    const body = await res.json().catch(() => null);
-    if (!res.ok) throw new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body);
-    if (body.role === 'staff') ownStaffId = Number(body.staff_id);
-  }
-
-  const ready = learnScope().then(load).then((since) => {
+  const ready = load().then((since) => {
     if (since === null || closed) return;
     subscription = subscribe({...range, topics: [kind.topic + '.*'], since}, onEvent,
       {onStatus: handlers.onStatus, onReset});
