@@ -16,12 +16,19 @@ python3 -m venv .venv
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"  # the JavaScript client (clients/js)
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq || true
   for pkg in $missing; do
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null \
       || echo "test.sh: could not install $pkg; the tests that need it will skip" >&2
   done
+fi
+
+# The JavaScript client's tools (typescript, eventsource) from its
+# package-lock.json, for tests/test_client_js.py (which skips without npm).
+if command -v npm >/dev/null 2>&1; then
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Gates first (pyproject.toml): lint, then types (the package strict; tests

@@ -3,6 +3,8 @@
 ``blackhole_listeners()`` makes the connections that sent ``LISTEN`` go
 silent without closing: bytes are swallowed in both directions, the sockets
 stay open (a half-open connection, as after a NAT or firewall drops state).
+``blackhole_all()`` does the same to every open connection, whatever it
+carries (the browser tests put it in front of the HTTP server).
 ``stop()`` refuses new connections and cuts existing ones (an outage).
 The server under test needs no hook: the proxy recognises the LISTEN query
 on the wire.
@@ -81,6 +83,17 @@ class PgProxy:
         count = 0
         for pair in self._pairs:
             if pair.listens and not pair.silent:
+                pair.silent = True
+                count += 1
+        return count
+
+    def blackhole_all(self) -> int:
+        """Silence every open connection without closing it (any protocol:
+        an HTTP client's too, as after a Wi-Fi change or a NAT that dropped
+        its state); new connections still pass. How many."""
+        count = 0
+        for pair in self._pairs:
+            if not pair.silent:
                 pair.silent = True
                 count += 1
         return count

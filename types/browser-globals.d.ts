@@ -1,17 +1,18 @@
-// The globals the browser scripts share (they are plain <script>s, no
-// modules, no build step), for the type check in tsconfig.json.
+// The globals the browser scripts share (plain <script>s, no build step;
+// only client.js is a module, handed to them by tornado-sse-global.js), for
+// the type check in tsconfig.json.
 
 /** FullCalendar 7's MIT bundle (vendored, untyped here). */
 declare const FullCalendar: any;
 
 interface Window {
-  /** client.js */
-  TornadoSSE: { subscribe: (...args: any[]) => { readonly leader: boolean; close(): void } };
+  /** client.js, made global by tornado-sse-global.js; typed by the npm package's types. */
+  TornadoSSE: Pick<typeof import("../clients/js/index"), "subscribe" | "follow">;
   /** calendar.js: the page's surface for browser tests and support. */
   tsse: any;
 }
 
-/** client.js defines it on globalThis. */
+/** tornado-sse-global.js defines it on globalThis. */
 declare var TornadoSSE: Window["TornadoSSE"];
 
 /** directory.js, activity.js, booking.js, staffday.js: the calendar's parts. */

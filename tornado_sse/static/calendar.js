@@ -822,7 +822,7 @@
     noteEvent(since);
     // ?transport=poll forces long-polling (for tests, and behind a proxy
     // the automatic detection misses).
-    const transport = new URLSearchParams(location.search).get('transport') || 'auto';
+    const transport = /** @type {any} */ (new URLSearchParams(location.search).get('transport') || 'auto');
     subscription = TornadoSSE.subscribe(
       {topics: ['appointment.*', 'availability.*'], since, transport},
       applyEvent, {onStatus: setStatus, onReset: reload});
