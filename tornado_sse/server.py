@@ -88,6 +88,8 @@ class Server:
         """Serve HTTP now; connect to the database as soon as it answers."""
         ctx = self.ctx
         await ctx.pool.open(wait=False)  # the pool keeps trying in the background
+        if ctx.auth.jwks is not None:
+            ctx.auth.jwks.start()  # the identity provider's keys, fetched in the background
         ctx.ticker.start()
         s = self.settings
         open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -170,6 +172,8 @@ class Server:
             await self._http.close_all_connections()
         await ctx.listener.stop()
         await ctx.pool.close()
+        if ctx.auth.jwks is not None:
+            await ctx.auth.jwks.stop()
 
 
 def serve(settings: Settings, *, on_listening: Callable[[str], None] | None = None) -> int:
