@@ -1,15 +1,19 @@
-"""The Tornado application: routes and their per-route options."""
+"""The Tornado application: routes and their per-route options, the output
+transforms every answer goes through (request id, gzip), and the access log."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tornado.web import Application, HTTPError, RequestHandler, StaticFileHandler
 
 from .auth import redact_uri
+from .compress import Compression
 from .context import Context
 from .errors import ApiError, not_found
 from .handlers.api import AppointmentHandler, AppointmentsHandler, AvailabilitiesHandler, AvailabilityHandler
@@ -19,6 +23,8 @@ from .handlers.health import HealthHandler, MetricsHandler
 from .handlers.poll import PollHandler
 from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
+from .logfmt import fields
+from .requestid import RequestIdTransform, request_id
 
 access_log = logging.getLogger("tornado.access")
 
@@ -80,13 +86,51 @@ class NotFoundHandler(BaseHandler):
         raise not_found()
 
 
-def log_request(handler: RequestHandler) -> None:
-    """Access log line with tokens masked (SPEC §4: never in logs)."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    request = handler.request
-    access_log.log(level, "%d %s %s (%s) %.1fms", status, request.method, redact_uri(request.uri or ""),
-                   request.remote_ip, 1000.0 * request.request_time())
+def route_template(pattern: str) -> str:
+    """A route's path as OpenAPI and the logs name it: ``/api/appointments/{id}``."""
+    return re.sub(r"\([^)]*\)", lambda m: "{id}" if "\\d" in m.group() else "{path}", pattern)
+
+
+_CHALLENGE_REASON = re.compile(r'error_description="([^"]*)"')
+
+
+def _reason(handler: RequestHandler, status: int) -> str | None:
+    """Why a request failed or a stream ended, for the log's ``reason``."""
+    if isinstance(handler, SSEHandler) and handler.stream is not None and handler.stream.ended:
+        return handler.stream.ended
+    if status == 401:
+        found = _CHALLENGE_REASON.search(str(handler._headers.get("WWW-Authenticate", "")))
+        if found:
+            return found.group(1)
+    if status >= 400:
+        code = getattr(handler, "error_code", None)
+        return code if isinstance(code, str) else handler._reason
+    return None
+
+
+def access_logger(patterns: list[tuple[re.Pattern[str], str]]) -> Callable[[RequestHandler], None]:
+    """The access log: one line per request, its facts as fields (route,
+    status, duration_ms, bytes, reason, events, request_id), the target with
+    tokens masked (SPEC §4: never in logs)."""
+
+    def log_request(handler: RequestHandler) -> None:
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        request = handler.request
+        target = redact_uri(request.uri or "")
+        route = next((template for regex, template in patterns if regex.fullmatch(request.path)), None)
+        events = sent = None
+        if isinstance(handler, SSEHandler) and handler.stream is not None:
+            events, sent = handler.stream.events_sent, handler.stream.bytes_sent
+        elif "Content-Length" in handler._headers:
+            length = str(handler._headers["Content-Length"])
+            sent = int(length) if length.isdigit() else None
+        access_log.log(level, "%s %s %d", request.method, target, status, extra=fields(
+            route=route, method=request.method, target=target, status=status,
+            duration_ms=round(1000.0 * request.request_time(), 1), bytes=sent, events=events,
+            reason=_reason(handler, status), remote_ip=request.remote_ip, request_id=request_id(request)))
+
+    return log_request
 
 
 def make_app(ctx: Context) -> Application:
@@ -119,11 +163,14 @@ def make_app(ctx: Context) -> Application:
         (r"/healthz", HealthHandler, {"ctx": ctx}),
         (r"/metrics", MetricsHandler, {"ctx": ctx}),
     ]
+    patterns = [(re.compile(spec[0]), route_template(spec[0])) for spec in routes]
     return Application(
         routes,
+        # The request id reaches every answer; gzip reaches files and JSON,
+        # never an event stream (SPEC §3: it would hold events back).
+        transforms=[RequestIdTransform, Compression],
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
-        log_function=log_request,
-        compress_response=False,  # SPEC §3: never compressed (it would buffer the stream)
+        log_function=access_logger(patterns),
         cors_origins=frozenset(s.cors_origins),
     )

@@ -21,6 +21,8 @@ from ..auth import Principal
 from ..context import Context
 from ..errors import ApiError
 from ..handover import Handover
+from ..logfmt import fields
+from ..requestid import request_id
 from ..stream import END_CLOSED, END_ERROR, END_EXPIRED, END_SLOW, END_TIMEOUT, SSEStream
 from .base import BaseHandler
 from .query import StreamQuery, parse_stream_query
@@ -172,8 +174,9 @@ class SSEHandler(BaseHandler):
                 stream.abort()
             elif reason != END_CLOSED and not self._finished:
                 self.finish()
-            log.info("stream end route=%s role=%s reason=%s duration=%.1fs events=%d bytes=%d",
-                     self.route, self.who.role if self.who else "-", reason,
-                     time.monotonic() - stream.started, stream.events_sent, stream.bytes_sent)
+            log.info("stream end", extra=fields(
+                route=self.route, role=self.who.role if self.who else None, reason=reason,
+                duration_ms=round(1000 * (time.monotonic() - stream.started), 1),
+                events=stream.events_sent, bytes=stream.bytes_sent, request_id=request_id(self.request)))
         if not self.done.done():
             self.done.set_result(reason)
