@@ -81,6 +81,9 @@ setup(
             "mypy==2.4.1",
             "ruff==0.17.6",
             "types-psutil",
+            # Checks the live server against /openapi.json (tests/test_openapi.py);
+            # pinned: its checks and generators change between releases.
+            "schemathesis==4.32.5",
         ],
     },
     entry_points={"console_scripts": ["tornado-sse = tornado_sse.cli:console_main"]},

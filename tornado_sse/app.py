@@ -20,6 +20,7 @@ from .handlers.api import AppointmentHandler, AppointmentsHandler, Availabilitie
 from .handlers.base import BaseHandler
 from .handlers.directory import DirectoryHandler
 from .handlers.health import HealthHandler, MetricsHandler
+from .handlers.openapi import OpenApiHandler
 from .handlers.poll import PollHandler
 from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
@@ -88,7 +89,8 @@ class NotFoundHandler(BaseHandler):
 
 def route_template(pattern: str) -> str:
     """A route's path as OpenAPI and the logs name it: ``/api/appointments/{id}``."""
-    return re.sub(r"\([^)]*\)", lambda m: "{id}" if "\\d" in m.group() else "{path}", pattern)
+    named = re.sub(r"\([^)]*\)", lambda m: "{id}" if "\\d" in m.group() else "{path}", pattern)
+    return re.sub(r"\\(.)", r"\1", named)  # "/openapi\.json" is "/openapi.json"
 
 
 _CHALLENGE_REASON = re.compile(r'error_description="([^"]*)"')
@@ -162,6 +164,7 @@ def make_app(ctx: Context) -> Application:
         (r"/api/me", MeHandler, {"ctx": ctx}),
         (r"/healthz", HealthHandler, {"ctx": ctx}),
         (r"/metrics", MetricsHandler, {"ctx": ctx}),
+        (r"/openapi\.json", OpenApiHandler, {"ctx": ctx}),
     ]
     patterns = [(re.compile(spec[0]), route_template(spec[0])) for spec in routes]
     return Application(
