@@ -72,6 +72,9 @@ setup(
         "prometheus_client>=0.17",
     ],
     extras_require={
+        # Traces (tornado_sse/tracing.py): spans through the OpenTelemetry API;
+        # the deployment brings the SDK and exporter (README, Traces).
+        "otel": ["opentelemetry-api>=1.20"],
         "test": [
             # pytest-tornado 0.8.1 uses the hook style pytest 10 drops.
             "pytest>=8,<10",
@@ -86,6 +89,8 @@ setup(
             # Checks the live server against /openapi.json (tests/test_openapi.py);
             # pinned: its checks and generators change between releases.
             "schemathesis==4.32.5",
+            # tests/test_tracing.py records spans with the SDK's in-memory exporter.
+            "opentelemetry-sdk==1.45.2",
         ],
     },
     entry_points={"console_scripts": ["tornado-sse = tornado_sse.cli:console_main"]},

@@ -26,6 +26,7 @@ from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
 from .logfmt import fields
 from .requestid import RequestIdTransform, request_id
+from .tracing import Tracing
 
 access_log = logging.getLogger("tornado.access")
 
@@ -110,10 +111,11 @@ def _reason(handler: RequestHandler, status: int) -> str | None:
     return None
 
 
-def access_logger(patterns: list[tuple[re.Pattern[str], str]]) -> Callable[[RequestHandler], None]:
+def access_logger(patterns: list[tuple[re.Pattern[str], str]],
+                  tracing: Tracing) -> Callable[[RequestHandler], None]:
     """The access log: one line per request, its facts as fields (route,
     status, duration_ms, bytes, reason, events, request_id), the target with
-    tokens masked (SPEC §4: never in logs)."""
+    tokens masked (SPEC §4: never in logs); and its span, when tracing."""
 
     def log_request(handler: RequestHandler) -> None:
         status = handler.get_status()
@@ -127,10 +129,15 @@ def access_logger(patterns: list[tuple[re.Pattern[str], str]]) -> Callable[[Requ
         elif "Content-Length" in handler._headers:
             length = str(handler._headers["Content-Length"])
             sent = int(length) if length.isdigit() else None
+        duration, reason, rid = request.request_time(), _reason(handler, status), request_id(request)
         access_log.log(level, "%s %s %d", request.method, target, status, extra=fields(
             route=route, method=request.method, target=target, status=status,
-            duration_ms=round(1000.0 * request.request_time(), 1), bytes=sent, events=events,
-            reason=_reason(handler, status), remote_ip=request.remote_ip, request_id=request_id(request)))
+            duration_ms=round(1000.0 * duration, 1), bytes=sent, events=events,
+            reason=reason, remote_ip=request.remote_ip, request_id=rid))
+        if tracing.enabled:
+            tracing.request(method=request.method or "", path=request.path, route=route, status=status,
+                            duration=duration, headers=request.headers,
+                            attributes={"request_id": rid, "events": events, "bytes": sent, "reason": reason})
 
     return log_request
 
@@ -174,6 +181,6 @@ def make_app(ctx: Context) -> Application:
         transforms=[RequestIdTransform, Compression],
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
-        log_function=access_logger(patterns),
+        log_function=access_logger(patterns, ctx.tracing),
         cors_origins=frozenset(s.cors_origins),
     )

@@ -3,7 +3,7 @@ handlers through ``initialize`` (no module-level state)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -14,6 +14,7 @@ from .metrics import Metrics
 from .quota import StreamQuota
 from .settings import Settings
 from .stream import Ticker
+from .tracing import Tracing
 
 
 @dataclass
@@ -30,3 +31,5 @@ class Context:
     quota: StreamQuota
     #: Requests being handled now; shutdown lets them finish (bounded).
     inflight: int = 0
+    #: OpenTelemetry spans, when the packages are installed.
+    tracing: Tracing = field(default_factory=Tracing)

@@ -21,6 +21,7 @@ import resource
 import signal
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -42,6 +43,7 @@ from .quota import StreamQuota
 from .settings import Settings, SettingsError
 from .stream import END_SHUTDOWN, Ticker
 from .supervisor import supervise
+from .tracing import Tracing
 
 log = logging.getLogger("tornado_sse.server")
 
@@ -61,7 +63,7 @@ class Server:
     """One tornado_sse server on an event loop: pool, listener, hub, HTTP."""
 
     def __init__(self, settings: Settings, dsn: str, *, check_interval: float = 10.0,
-                 check_timeout: float = 10.0, seed: bool = False) -> None:
+                 check_timeout: float = 10.0, seed: bool = False, tracer_provider: Any = None) -> None:
         self.settings = settings
         self.dsn = dsn
         self._seed = seed
@@ -73,11 +75,14 @@ class Server:
             name="tornado_sse")
         hub = Hub(window=s.window, window_bytes=s.window_bytes)
         metrics = Metrics()
-        listener = Listener(dsn, hub, check_interval=check_interval,
-                            check_timeout=check_timeout, on_batch=metrics.published)
+        tracing = Tracing(tracer_provider)
+        listener = Listener(dsn, hub, check_interval=check_interval, check_timeout=check_timeout,
+                            on_batch=_both(metrics.published, tracing.batch) if tracing.enabled
+                            else metrics.published)
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener,
                            ticker=Ticker(hub, s.keepalive), auth=auth, metrics=metrics,
-                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams))
+                           quota=StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams),
+                           tracing=tracing)
         self._http: GuardedHTTPServer | None = None
         self._bootstrap: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None
@@ -239,6 +244,16 @@ async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, 
     await server.stop()
     log.info("stopped")
     return 0
+
+
+def _both(first: Callable[..., None], second: Callable[..., None]) -> Callable[..., None]:
+    """One ``on_batch`` callback that feeds the metrics and then the traces."""
+
+    def call(*args: Any) -> None:
+        first(*args)
+        second(*args)
+
+    return call
 
 
 def _url(host: str, port: int) -> str:
