@@ -50,7 +50,7 @@ async def test_a_span_per_request_and_per_published_batch(db, tmp_path):
         assert isinstance(resp, Response) and resp.status == 200
     finally:
         await server.stop()
-    spans = exporter.get_finished_spans()
+    spans: list[Any] = list(exporter.get_finished_spans())  # ReadableSpan fields are Optional
 
     batches = [s for s in spans if s.name == "tornado_sse.publish"]
     published = [i for s in batches for i in s.attributes["tornado_sse.event_ids"]]
