@@ -128,6 +128,7 @@ def test_server_with_log_format_json_writes_only_json_lines(db: str, tmp_path: P
     (poll,) = [e for e in entries if e.get("request_id") == "trace-poll-1"]
     assert poll["status"] == 400 and poll["reason"] == "rest_invalid_param" and poll["level"] == "WARNING"
     assert poll["route"] == "/poll" and poll["target"] == "/poll?since_id=abc"
+    assert poll["message"] == "400 GET /poll?since_id=abc"  # the text people grep stays
     messages = [e["message"] for e in entries]
     assert any(m.startswith("tornado_sse listening on ") for m in messages)
     assert "stopped" in messages

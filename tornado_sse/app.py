@@ -130,7 +130,8 @@ def access_logger(patterns: list[tuple[re.Pattern[str], str]],
             length = str(handler._headers["Content-Length"])
             sent = int(length) if length.isdigit() else None
         duration, reason, rid = request.request_time(), _reason(handler, status), request_id(request)
-        access_log.log(level, "%s %s %d", request.method, target, status, extra=fields(
+        # The message keeps the text line people grep ("503 GET /healthz").
+        access_log.log(level, "%d %s %s", status, request.method, target, extra=fields(
             route=route, method=request.method, target=target, status=status,
             duration_ms=round(1000.0 * duration, 1), bytes=sent, events=events,
             reason=reason, remote_ip=request.remote_ip, request_id=rid))
