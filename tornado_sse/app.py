@@ -54,6 +54,7 @@ class StaticFiles(StaticFileHandler):
         error = exc if isinstance(exc, ApiError) else ApiError(
             status_code, "rest_no_route" if status_code in (403, 404) else "rest_error",
             "No file was found matching the URL." if status_code in (403, 404) else self._reason)
+        self.error_code = error.code  # the access log's reason
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
