@@ -98,7 +98,9 @@ async def test_the_document_is_served_publicly_as_json(server):
 # -- Schemathesis against the live server ------------------------------------------
 
 #: Bounds that keep the run near 30 s on a loaded 2-core machine: a few
-#: examples per operation, each request at most a few seconds.
+#: examples per operation, each request at most a few seconds. The coverage
+#: phase is left out: it generated 1,759 cases (no 500, no shape failure) in
+#: 250 s when tried, too long for CI, and hit a Hypothesis error in threads.
 MAX_EXAMPLES = 8
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_headers_conformance,response_schema_conformance")
@@ -106,7 +108,7 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
 
 def fuzzing_copy(served: set[tuple[str, str]]) -> dict[str, Any]:
     """The document narrowed to what a bounded run can wait for: only served
-    operations, and a poll waits at most 1 s (the contract allows 60)."""
+    operations, and a poll waits at most 0.5 s (the contract allows 60)."""
     doc = document()
     for path, item in list(doc["paths"].items()):
         for method in METHODS:
@@ -117,14 +119,15 @@ def fuzzing_copy(served: set[tuple[str, str]]) -> dict[str, Any]:
         for method in METHODS:
             for param in item.get(method, {}).get("parameters", []):
                 if param["name"] == "timeout":
-                    param["schema"]["maximum"] = 1
+                    param["schema"]["maximum"] = 0.5
     return doc
 
 
 @pytest.mark.gen_test(timeout=240)
 async def test_schemathesis_finds_no_500_and_every_answer_matches_its_shape(make_server, db, tmp_path: Path):
-    # Streams end after 1 s, polls wait at most 1 s: every request finishes.
-    server = await make_server(stream_timeout=1, wc_stream_timeout=1, poll_timeout=1, max_streams_per_token=0)
+    # Streams end after 0.5 s, polls wait at most 0.5 s: every request finishes.
+    server = await make_server(stream_timeout=0.5, wc_stream_timeout=0.5, poll_timeout=0.5,
+                               max_streams_per_token=0)
     for _ in range(3):
         insert_appointment(db)
     schema = tmp_path / "openapi.json"
@@ -135,7 +138,10 @@ async def test_schemathesis_finds_no_500_and_every_answer_matches_its_shape(make
         str(st), "run", str(schema), "--url", server.url,
         "-H", "Authorization: Bearer " + admin_token(ttl=600),
         "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--phases", "examples,fuzzing",
-        "--seed", "22", "--no-shrink", "--workers", "2", "--request-timeout", "5",
+        "--seed", "22", "--no-shrink", "--request-timeout", "5",
+        # One worker: with several, Hypothesis parses lambdas in parallel threads
+        # and CPython 3.11 can raise "AST constructor recursion depth mismatch".
+        "--workers", "1",
         "--suppress-health-check", "all", "--report", "junit", "--report-junit-path", str(junit),
         "--warnings", "off",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
