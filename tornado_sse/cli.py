@@ -88,7 +88,7 @@ def announce(settings: Settings, url: str) -> None:
         logging.getLogger("tornado_sse.server").info("tornado_sse listening on %s", url)
         return
     print(f"tornado_sse listening on {url}", file=sys.stderr, flush=True)
-    if settings.jwt_secret is None and settings.jwt_public_key is None:
+    if settings.jwt_secret is None and settings.jwt_public_key is None and settings.jwks_url is None:
         token = issue_token(signing_secret(settings), role="admin", ttl=12 * 3600)
         print(f"admin token (12 h, development secret): {token}", file=sys.stderr)
         print(f"calendar: {url}/?token={token}", file=sys.stderr, flush=True)
@@ -96,7 +96,7 @@ def announce(settings: Settings, url: str) -> None:
 
 def token(command: Command, settings: Settings) -> int:
     """``run.py token``: print a token signed with the configured secret."""
-    if settings.jwt_public_key is not None:
+    if settings.jwt_public_key is not None or settings.jwks_url is not None:
         print(f"{PROG}: error: the server checks tokens with a public key; sign them with "
               "the matching private key where it is kept", file=sys.stderr)
         return 2

