@@ -19,3 +19,6 @@ declare var TsseDirectory: any;
 declare var TsseActivity: any;
 declare var TsseBooking: any;
 declare var TsseStaffDay: any;
+/** writes.js, availability.js: versioned writes and conflicts; closed time from the rules. */
+declare var TsseWrites: any;
+declare var TsseAvailability: any;
