@@ -20,7 +20,7 @@ from psycopg import conninfo
 from tornado_sse.migrate import migrate
 from tornado_sse.testing.postgres import OwnPostgres
 
-TABLES = "appointments, availabilities, sse_events, staff, products, customers"
+TABLES = "appointments, availabilities, sse_events, staff, products, customers, api_idempotency"
 
 
 @pytest.fixture(scope="session")
@@ -74,11 +74,16 @@ def execute(dsn: str, sql: str, params: tuple | dict | None = None) -> list[tupl
 
 
 def insert_appointment(dsn: str, **cols: object) -> int:
-    """Insert one appointment (sensible defaults) and return its id."""
+    """Insert one appointment (sensible defaults) and return its id.
+
+    Overlaps are allowed by default: most tests put many rows in one slot
+    and are about something else; the double-booking rule (SPEC §8) has its
+    own tests, which pass ``overlap_allowed=False``.
+    """
     values: dict[str, object] = {
         "product_id": 456, "staff_ids": [5], "customer_id": 789,
         "start_at": "2024-12-01T09:20:00Z", "end_at": "2024-12-01T10:20:00Z",
-        "status": "confirmed", "cost": "50.00",
+        "status": "confirmed", "cost": "50.00", "overlap_allowed": True,
     }
     values.update(cols)
     names = ", ".join(values)

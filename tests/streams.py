@@ -20,8 +20,8 @@ async def insert_many(dsn: str, n: int, **cols: Any) -> list[int]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for _ in range(n):
             cur = await conn.execute(
-                "INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
-                " VALUES (%s, %s, now(), now() + interval '1 hour') RETURNING id",
+                "INSERT INTO appointments (product_id, staff_ids, start_at, end_at, overlap_allowed)"
+                " VALUES (%s, %s, now(), now() + interval '1 hour', true) RETURNING id",
                 (cols.get("product_id", 456), cols.get("staff_ids", [5])))
             row = await cur.fetchone()
             assert row is not None

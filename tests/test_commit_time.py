@@ -61,8 +61,8 @@ async def booking(dsn: str, i: int, update_ids: list[int]) -> tuple[int, float]:
         started = time.monotonic()
         if i % 2 == 0:
             cur = await conn.execute(
-                "INSERT INTO appointments (staff_ids, start_at, end_at)"
-                " VALUES ('{5}', now(), now() + interval '1 hour') RETURNING id")
+                "INSERT INTO appointments (staff_ids, start_at, end_at, overlap_allowed)"
+                " VALUES ('{5}', now(), now() + interval '1 hour', true) RETURNING id")
         else:
             cur = await conn.execute(
                 "UPDATE appointments SET start_at = start_at + interval '1 hour',"

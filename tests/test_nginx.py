@@ -34,8 +34,8 @@ async def write_events(dsn: str, n: int, written: list[int], pause: float = 0.02
     """``n`` appointments, one committed transaction each, as psql makes them."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for _ in range(n):
-            await conn.execute("INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
-                               " VALUES (456, '{5}', now(), now() + interval '1 hour')")
+            await conn.execute("INSERT INTO appointments (product_id, staff_ids, start_at, end_at, overlap_allowed)"
+                               " VALUES (456, '{5}', now(), now() + interval '1 hour', true)")
             written.append(1)
             await asyncio.sleep(pause)
 

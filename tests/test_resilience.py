@@ -101,8 +101,8 @@ async def test_write_whose_client_hung_up_is_cancelled_not_committed_later(make_
 
 @pytest.mark.gen_test(timeout=60)
 async def test_large_snapshot_streams_in_pages_and_stays_consistent(make_server, db):
-    execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
-                " SELECT 1, '{5}', to_timestamp(%s + g * 60), to_timestamp(%s + g * 60 + 1800)"
+    execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at, overlap_allowed)"
+                " SELECT 1, '{5}', to_timestamp(%s + g * 60), to_timestamp(%s + g * 60 + 1800), true"
                 " FROM generate_series(1, 5000) g", (T0, T0))
     server = await make_server()
     resp = await request(f"{server.url}/api/appointments?start={T0}&end={T0 + 86400 * 30}",
@@ -119,8 +119,8 @@ async def test_large_snapshot_streams_in_pages_and_stays_consistent(make_server,
 async def test_snapshot_client_that_does_not_read_is_cut_and_frees_its_connection(make_server, db):
     """A client that asks for a big snapshot and reads nothing holds at most a
     page in the server and its database connection only until the send bound."""
-    execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
-                " SELECT 1, '{5}', to_timestamp(%s + g), to_timestamp(%s + g + 1800)"
+    execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at, overlap_allowed)"
+                " SELECT 1, '{5}', to_timestamp(%s + g), to_timestamp(%s + g + 1800), true"
                 " FROM generate_series(1, 60000) g", (T0, T0))
     server = await make_server(pool_size=1)
     sock = socket.socket()
@@ -194,8 +194,8 @@ async def test_write_field_sizes_are_bounded_and_named(server, db):
 
 @pytest.mark.gen_test(timeout=120)
 async def test_thirty_concurrent_large_snapshots_do_not_delay_live_events_or_healthz(make_server, db):
-    execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
-                " SELECT 1, '{5}', to_timestamp(%s + g * 10), to_timestamp(%s + g * 10 + 1800)"
+    execute(db, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at, overlap_allowed)"
+                " SELECT 1, '{5}', to_timestamp(%s + g * 10), to_timestamp(%s + g * 10 + 1800), true"
                 " FROM generate_series(1, 10000) g", (T0, T0))
     server = await make_server()
     stream = await open_stream(server.url + "/sse", auth())

@@ -60,6 +60,8 @@ def test_insert_writes_appointment_created_with_the_spec_envelope(db: str) -> No
         "id": aid, "start": START, "end": END, "product_id": 456, "staff_ids": [5], "staff_id": 5,
         "status": "confirmed", "customer_id": 789, "order_id": 101112, "order_item_id": 131415,
         "cost": "50.00", "all_day": False, "customer_status": "expected",
+        # SPEC §8 (sql/005): notes, the overlap flag and the row version.
+        "notes": None, "overlap_allowed": True, "version": 1,
     }
     assert type(event["ts"]) is int
     assert int(before) <= event["ts"] <= time.time()
@@ -233,6 +235,7 @@ def test_availability_payload_carries_the_rule_columns(db: str) -> None:
         "id": rid, "scope": "product", "product_id": 103, "staff_id": None, "title": "Wednesdays",
         "range_type": "time:3", "from_range": "13:00", "to_range": "18:00", "appointable": False,
         "priority": 8, "qty": 2, "ordering": 4, "rrule": "FREQ=WEEKLY",
+        "version": 1,  # SPEC §8 (sql/005)
     }
     assert type(created) is int and created == updated
 

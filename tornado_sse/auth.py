@@ -57,6 +57,8 @@ class Principal:
     expires_at: float | None  # epoch seconds
     #: Stands for the token in per-token limits without keeping the token.
     token_key: str = ""
+    #: The token's ``sub`` claim (who, for the actor of a write), if any.
+    subject: str | None = None
 
     @property
     def audience_staff_id(self) -> int | None:
@@ -140,8 +142,10 @@ class Authenticator:
         if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp > MAX_EXP \
                 or (isinstance(exp, float) and not math.isfinite(exp)):
             raise unauthorized("the token's exp is out of range")
+        sub = claims.get("sub")
         return Principal(role=role, staff_id=staff_id, expires_at=float(exp) + self._leeway,
-                         token_key=hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:24])
+                         token_key=hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:24],
+                         subject=sub[:200] if isinstance(sub, str) and sub else None)
 
 
 def _staff_id(value: Any) -> int | None:

@@ -14,18 +14,26 @@ the stream, not the write response, is what updates every calendar. Each
 runs in its own transaction with a lock wait and a statement time bound
 (SPEC §7), so a row held by a forgotten ``psql`` session answers 503
 instead of hanging, and a cancelled write (its client went away) rolls back.
+A write (SPEC §8) names its actor for the event triggers, locks the row it
+changes before comparing versions (If-Match is race-free), runs the
+caller's checks on the row as it will be, in the same transaction, and
+reads the ids of the events it produced just before COMMIT (Event-Id).
+Double booking is refused by PostgreSQL itself (sql/005); the refusal
+becomes :class:`Conflict` naming the other appointments.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from .eventlog import NEWEST_ID_SQL
@@ -164,46 +172,240 @@ def availabilities(pool: AsyncConnectionPool, scope: AvailabilityScope, limits: 
     return Snapshot(pool, AVAILABILITIES, where, params, limits)
 
 
-async def insert(pool: AsyncConnectionPool, table: Table, values: dict[str, Any],
-                 limits: Limits) -> dict[str, Any]:
-    """Insert a row; return its payload."""
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in values)
-    marks = sql.SQL(", ").join(sql.Placeholder(c) for c in values)
-    query = sql.SQL("INSERT INTO {} AS t ({}) VALUES ({}) RETURNING {}(t)").format(
-        sql.Identifier(table.name), cols, marks, sql.Identifier(table.json_fn))
-    row = await _one(pool, query, values, limits)
-    if row is None:
-        raise LookupError("INSERT returned no row")
-    return row
+# -- writes (SPEC §8) ------------------------------------------------------------
 
 
-async def update(pool: AsyncConnectionPool, table: Table, row_id: int,
-                 values: dict[str, Any], limits: Limits) -> dict[str, Any] | None:
-    """Update a row; its payload, or None when there is no such row."""
-    sets = sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in values)
-    query = sql.SQL("UPDATE {} AS t SET {} WHERE id = {} RETURNING {}(t)").format(
-        sql.Identifier(table.name), sets, sql.Placeholder("_id"), sql.Identifier(table.json_fn))
-    return await _one(pool, query, {**values, "_id": row_id}, limits)
+class PreconditionFailed(Exception):
+    """If-Match named a version that is not the current one (412)."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        super().__init__("version mismatch")
+        self.current = current
 
 
-async def delete(pool: AsyncConnectionPool, table: Table, row_id: int, *,
-                 force: bool, limits: Limits) -> dict[str, Any] | None:
-    """Trash (appointments, unless forced) or delete a row; its last payload."""
-    if table.soft_delete and not force:
-        return await update(pool, table, row_id, {"status": "trash"}, limits)
-    query = sql.SQL("DELETE FROM {} AS t WHERE id = {} RETURNING {}(t)").format(
-        sql.Identifier(table.name), sql.Placeholder("_id"), sql.Identifier(table.json_fn))
-    return await _one(pool, query, {"_id": row_id}, limits)
+class Conflict(Exception):
+    """The write would double-book a staff member (409); ``conflicts`` are
+    the ids of the appointments it collides with."""
+
+    def __init__(self, conflicts: list[int]) -> None:
+        super().__init__("double booking")
+        self.conflicts = conflicts
 
 
-async def _one(pool: AsyncConnectionPool, query: sql.Composed, params: dict[str, Any],
-               limits: Limits) -> dict[str, Any] | None:
+class KeyReused(Exception):
+    """An Idempotency-Key came back with a different request (422)."""
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who writes and within which bounds."""
+
+    #: JSON text the event triggers record as the event's actor (sql/004
+    #: reads the transaction setting ``tornado_sse.actor``).
+    actor: str
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A POST's Idempotency-Key, scoped to the token's subject, and a hash
+    of the request it first came with."""
+
+    subject: str
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class Written:
+    """A write's answer: status, the row's payload, the highest event id
+    the write produced (None: it produced none) and whether it is the
+    remembered answer of an earlier request with the same key."""
+
+    status: int
+    row: dict[str, Any]
+    event_id: int | None
+    replayed: bool = False
+
+
+#: Checks the row as it will be (column names; on update the current row
+#: merged with the change) inside the write's transaction; raises to refuse.
+#: Arguments: the connection, the current row (None on create), the new row.
+Check = Callable[[AsyncConnection[Any], "dict[str, Any] | None", "dict[str, Any]"], Awaitable[None]]
+#: Whether the current version lets the write go on (If-Match).
+Expect = Callable[[int], bool]
+
+
+@asynccontextmanager
+async def _write(pool: AsyncConnectionPool, writer: Writer) -> AsyncIterator[AsyncConnection[Any]]:
+    """A write transaction that names its actor for the event triggers."""
+    async with _transaction(pool, writer.limits) as conn:
+        await conn.execute("SELECT set_config('tornado_sse.actor', %s, true)", (writer.actor,))
+        yield conn
+
+
+async def fetch(pool: AsyncConnectionPool, table: Table, row_id: int, limits: Limits, *,
+                audience_staff_id: int | None = None) -> dict[str, Any] | None:
+    """One row's payload; a staff member sees only their own appointments."""
+    query = sql.SQL("SELECT {}(t) FROM {} t WHERE t.id = %s").format(
+        sql.Identifier(table.json_fn), sql.Identifier(table.name))
+    params: list[Any] = [row_id]
+    if audience_staff_id is not None and table is APPOINTMENTS:
+        query = sql.SQL("{} AND %s = ANY(t.staff_ids)").format(query)
+        params.append(audience_staff_id)
     async with _transaction(pool, limits) as conn:
         cur = await conn.execute(query, params)
         row = await cur.fetchone()
-    if row is None:
+    return None if row is None else _payload(row[0])
+
+
+async def create(pool: AsyncConnectionPool, table: Table, values: dict[str, Any], writer: Writer, *,
+                 check: Check | None = None, idempotency: Idempotency | None = None) -> Written:
+    """Insert a row after ``check``; with ``idempotency``, answer a repeat
+    of the key with the first answer (or :class:`KeyReused`)."""
+    try:
+        async with _write(pool, writer) as conn:
+            if idempotency is not None:
+                earlier = await _claim_key(conn, idempotency)
+                if earlier is not None:
+                    return earlier
+            if check is not None:
+                await check(conn, None, values)
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in values)
+            marks = sql.SQL(", ").join(sql.Placeholder(c) for c in values)
+            row = await _returning(conn, sql.SQL("INSERT INTO {} AS t ({}) VALUES ({}) RETURNING {}(t)").format(
+                sql.Identifier(table.name), cols, marks, sql.Identifier(table.json_fn)), values)
+            assert row is not None
+            event_id = await _event_id(conn, idempotency, 201, row)
+    except psycopg.errors.ExclusionViolation:
+        raise Conflict(await _conflicts(pool, 0, values, writer.limits)) from None
+    return Written(201, row, event_id)
+
+
+async def update(pool: AsyncConnectionPool, table: Table, row_id: int, values: dict[str, Any],
+                 writer: Writer, *, check: Check | None = None,
+                 expect: Expect | None = None) -> Written | None:
+    """Update a row (locked first, so the version check and the checks see
+    the row the UPDATE changes); None when there is no such row."""
+    merged: dict[str, Any] = {}
+    try:
+        async with _write(pool, writer) as conn:
+            current = await _lock(conn, table, row_id, expect)
+            if current is None:
+                return None
+            merged = {**current, **values}
+            if check is not None:
+                await check(conn, current, merged)
+            sets = sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in values)
+            row = await _returning(conn, sql.SQL("UPDATE {} AS t SET {} WHERE id = {} RETURNING {}(t)").format(
+                sql.Identifier(table.name), sets, sql.Placeholder("_id"), sql.Identifier(table.json_fn)),
+                {**values, "_id": row_id})
+            assert row is not None  # the row is locked: it is still there
+            event_id = await _event_id(conn, None, 200, row)
+    except psycopg.errors.ExclusionViolation:
+        raise Conflict(await _conflicts(pool, row_id, merged, writer.limits)) from None
+    return Written(200, row, event_id)
+
+
+async def delete(pool: AsyncConnectionPool, table: Table, row_id: int, writer: Writer, *,
+                 force: bool, expect: Expect | None = None) -> Written | None:
+    """Trash (appointments, unless forced) or delete a row; its last payload."""
+    if table.soft_delete and not force:
+        return await update(pool, table, row_id, {"status": "trash"}, writer, expect=expect)
+    async with _write(pool, writer) as conn:
+        if await _lock(conn, table, row_id, expect) is None:
+            return None
+        row = await _returning(conn, sql.SQL("DELETE FROM {} AS t WHERE id = %s RETURNING {}(t)").format(
+            sql.Identifier(table.name), sql.Identifier(table.json_fn)), [row_id])
+        assert row is not None
+        event_id = await _event_id(conn, None, 200, row)
+    return Written(200, row, event_id)
+
+
+async def _lock(conn: AsyncConnection[Any], table: Table, row_id: int,
+                expect: Expect | None) -> dict[str, Any] | None:
+    """The row's columns, locked until the transaction ends; raises
+    :class:`PreconditionFailed` (with the current payload) when ``expect``
+    refuses its version. The lock is what makes If-Match race-free: a
+    concurrent write with the same If-Match waits here, then sees the new
+    version and fails."""
+    query = sql.SQL("SELECT t.*, {}(t) AS _payload FROM {} t WHERE t.id = %s FOR UPDATE").format(
+        sql.Identifier(table.json_fn), sql.Identifier(table.name))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, [row_id])
+        current = await cur.fetchone()
+    if current is None:
         return None
-    value = row[0]
+    payload = _payload(current.pop("_payload"))
+    if expect is not None and not expect(int(current["version"])):
+        raise PreconditionFailed(payload)
+    return current
+
+
+async def _claim_key(conn: AsyncConnection[Any], idem: Idempotency) -> Written | None:
+    """Claim an Idempotency-Key for this transaction, or the answer it got.
+
+    The INSERT waits for a concurrent transaction holding the same key; if
+    that one commits, the key's row is there and its answer is returned, if
+    it rolls back (its create failed), this one claims the key. Keys older
+    than 24 hours are forgotten first, as if pruned already.
+    """
+    await conn.execute("DELETE FROM api_idempotency WHERE subject = %s AND key = %s"
+                       " AND created_at < now() - interval '24 hours'", (idem.subject, idem.key))
+    cur = await conn.execute(
+        "INSERT INTO api_idempotency (subject, key, request_hash, status, body)"
+        " VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING 1",
+        (idem.subject, idem.key, idem.request_hash))
+    if await cur.fetchone() is not None:
+        return None
+    cur = await conn.execute("SELECT request_hash, status, body, event_id FROM api_idempotency"
+                             " WHERE subject = %s AND key = %s", (idem.subject, idem.key))
+    row = await cur.fetchone()
+    assert row is not None
+    if row[0] != idem.request_hash:
+        raise KeyReused()
+    return Written(int(row[1]), _payload(row[2]), None if row[3] is None else int(row[3]), replayed=True)
+
+
+async def _event_id(conn: AsyncConnection[Any], idem: Idempotency | None, status: int,
+                    row: dict[str, Any]) -> int | None:
+    """The highest event id this transaction produced (and, with a key, the
+    answer remembered for it), in one statement right before COMMIT: it
+    fires the commit-time event triggers early (sql/005), which takes the
+    event-ordering lock from here to COMMIT, one round trip."""
+    if idem is None:
+        cur = await conn.execute("SELECT tornado_sse_xact_event_id()")
+    else:
+        cur = await conn.execute(
+            "UPDATE api_idempotency SET status = %s, body = %s, event_id = tornado_sse_xact_event_id()"
+            " WHERE subject = %s AND key = %s RETURNING event_id",
+            (status, json.dumps(row, separators=(",", ":")), idem.subject, idem.key))
+    found = await cur.fetchone()
+    return None if found is None or found[0] is None else int(found[0])
+
+
+async def _conflicts(pool: AsyncConnectionPool, row_id: int, row: dict[str, Any], limits: Limits) -> list[int]:
+    """The appointments that hold time ``row`` wants, for a staff member it
+    has: read after the refused write rolled back, so what the other
+    transaction committed is visible."""
+    if not row.get("staff_ids") or row.get("start_at") is None or row.get("end_at") is None:
+        return []
+    async with _transaction(pool, limits) as conn:
+        cur = await conn.execute(
+            "SELECT DISTINCT appointment_id FROM appointment_staff_times"
+            " WHERE staff_id = ANY(%s) AND during && tstzrange(%s, %s) AND appointment_id <> %s"
+            " ORDER BY 1", (list(row["staff_ids"]), row["start_at"], row["end_at"], row_id))
+        return [int(r[0]) for r in await cur.fetchall()]
+
+
+async def _returning(conn: AsyncConnection[Any], query: sql.Composed,
+                     params: dict[str, Any] | list[Any]) -> dict[str, Any] | None:
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    return None if row is None else _payload(row[0])
+
+
+def _payload(value: Any) -> dict[str, Any]:
     payload: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
     return payload

@@ -145,6 +145,8 @@ _APPOINTMENT: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "customer_status": ("customer_status", _choice(CUSTOMER_STATUSES)),
     "cost": ("cost", _cost),
     "all_day": ("all_day", _bool),
+    "notes": ("notes", _opt_text(MAX_TEXT)),
+    "overlap_allowed": ("overlap_allowed", _bool),
 }
 
 _AVAILABILITY: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -206,3 +208,28 @@ def availability_columns(body: Any, *, partial: bool, errors: dict[str, str]) ->
     if scope == "product" and values.get("product_id") is None and not partial:
         errors["product_id"] = "a product rule needs product_id."
     return values
+
+
+#: Entity tags a client may send in If-Match: the ETag we answer is a
+#: version in double quotes (SPEC §8).
+MAX_IF_MATCH = 20
+
+
+def if_match(raw: str) -> frozenset[int] | None:
+    """The versions an If-Match header accepts, or None for ``*`` (any
+    current row), per RFC 9110 §13.1.1: a comma list of entity tags. A weak
+    tag (W/"3") never matches (If-Match uses the strong comparison), so it
+    is refused rather than silently failing every write."""
+    text = raw.strip()
+    if text == "*":
+        return None
+    versions: set[int] = set()
+    tags = [t.strip() for t in text.split(",")]
+    if not text or len(tags) > MAX_IF_MATCH:
+        raise Invalid(f'must be "*" or up to {MAX_IF_MATCH} quoted versions like "3"')
+    for tag in tags:
+        inner = tag[1:-1] if len(tag) >= 2 and tag[0] == tag[-1] == '"' else ""
+        if not (inner.isascii() and inner.isdigit()) or len(inner) > 19:
+            raise Invalid('must be "*" or quoted versions like "3" (strong entity tags)')
+        versions.add(int(inner))
+    return frozenset(versions)

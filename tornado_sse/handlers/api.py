@@ -1,9 +1,13 @@
-"""Snapshots and admin writes: /api/appointments and /api/availabilities (SPEC §5).
+"""Snapshots, single rows and admin writes: /api/appointments and
+/api/availabilities (SPEC §5, §8).
 
 A calendar loads a snapshot, then streams from its ``last_event_id``.
 Writes are for admins; they change rows through SQL like any other writer,
 and every open calendar (the writer's included) learns of the change from
-the stream.
+the stream. A write answers with the row (its ``version`` also as
+``ETag``) and ``Event-Id``, the highest event id it produced, so the writer
+can recognise its own change on the stream; ``If-Match`` makes PATCH and
+DELETE conditional on the version the client saw (412 otherwise).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .. import calendar_rows as rows
 from ..auth import Principal
 from ..context import Context
 from ..errors import ApiError, forbidden, invalid_params
-from ..validation import Invalid, appointment_columns, availability_columns, parse_time
+from ..validation import Invalid, appointment_columns, availability_columns, if_match, parse_time
 from .base import BaseHandler
 
 log = logging.getLogger("tornado_sse.api")
@@ -74,6 +78,34 @@ class ResourceHandler(BaseHandler):
             raise forbidden("Only admins may change the calendar.")
         return principal
 
+    def writer(self, principal: Principal) -> rows.Writer:
+        """The write's actor (SPEC §8): the token's role and subject."""
+        return rows.Writer(actor=actor_json(principal), limits=self.limits)
+
+    def expected_version(self) -> rows.Expect | None:
+        """If-Match as a test of the current version (None: no header)."""
+        raw = self.request.headers.get("If-Match")
+        if raw is None:
+            return None
+        try:
+            versions = if_match(raw)
+        except Invalid as exc:
+            raise invalid_params({"If-Match": f"If-Match {exc}."}) from None
+        if versions is None:  # "*": any current row
+            return lambda _version: True
+        return lambda version: version in versions
+
+    def answer(self, written: rows.Written) -> None:
+        """A write's answer: the row, its version as ETag, its Event-Id."""
+        version = written.row.get("version")
+        if isinstance(version, int):
+            self.set_header("ETag", f'"{version}"')
+        if written.event_id is not None:
+            self.set_header("Event-Id", str(written.event_id))
+        if written.replayed:
+            self.set_header("Idempotent-Replayed", "true")
+        self.write_json(written.row, written.status)
+
     def values(self, *, partial: bool) -> dict[str, Any]:
         errors: dict[str, str] = {}
         values = type(self).columns(self.json_body(), partial=partial, errors=errors)
@@ -95,6 +127,20 @@ class ResourceHandler(BaseHandler):
             if not self.gone:
                 raise
             raise ApiError(499, "rest_client_closed", "The client closed the connection.") from None
+        except rows.PreconditionFailed as exc:
+            raise ApiError(412, "rest_precondition_failed",
+                           f"The {self.table.singular} has changed since you loaded it (version "
+                           f"{exc.current.get('version')} now); nothing was written.",
+                           current=exc.current) from None
+        except rows.Conflict as exc:
+            raise ApiError(409, "rest_conflict",
+                           "A staff member is already booked then: " + (
+                               ", ".join(f"appointment {i}" for i in exc.conflicts) or "another appointment")
+                           + ". Choose another time, or set overlap_allowed to book anyway.",
+                           conflicts=exc.conflicts) from None
+        except rows.KeyReused:
+            raise ApiError(422, "rest_idempotency_key_reused",
+                           "This Idempotency-Key was used with a different request.") from None
         except psycopg.errors.CheckViolation as exc:
             name = exc.diag.constraint_name or ""
             field = _CONSTRAINT_FIELDS.get(name, "body")
@@ -171,11 +217,11 @@ class AppointmentsHandler(ResourceHandler):
         await self.snapshot("appointments", rows.appointments(self.ctx.pool, rng, self.limits))
 
     async def post(self) -> None:
-        self.admin()
+        principal = self.admin()
         values = self.values(partial=False)
         values.setdefault("status", "confirmed")
-        row = await self.write_through(rows.insert(self.ctx.pool, self.table, values, self.limits))
-        self.write_json(row, 201)
+        self.answer(await self.write_through(
+            rows.create(self.ctx.pool, self.table, values, self.writer(principal))))
 
     def _time_arg(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
         raw = self.get_query_argument(name, None)
@@ -202,34 +248,46 @@ class AvailabilitiesHandler(ResourceHandler):
         await self.snapshot("availabilities", rows.availabilities(self.ctx.pool, scope, self.limits))
 
     async def post(self) -> None:
-        self.admin()
-        row = await self.write_through(
-            rows.insert(self.ctx.pool, self.table, self.values(partial=False), self.limits))
-        self.write_json(row, 201)
+        principal = self.admin()
+        self.answer(await self.write_through(
+            rows.create(self.ctx.pool, self.table, self.values(partial=False), self.writer(principal))))
 
 
 class ItemHandler(ResourceHandler):
-    """PATCH and DELETE of one row: ``/api/<resource>/<id>``."""
+    """GET, PATCH and DELETE of one row: ``/api/<resource>/<id>``."""
 
-    async def patch(self, row_id: str) -> None:
-        self.admin()
-        values = self.values(partial=True)
-        row = await self.write_through(
-            rows.update(self.ctx.pool, self.table, int(row_id), values, self.limits))
-        if row is None:
+    async def get(self, row_id: str) -> None:
+        principal = self.principal()
+        row = await rows.fetch(self.ctx.pool, self.table, int(row_id), self.limits,
+                               audience_staff_id=principal.audience_staff_id)
+        if row is None:  # also another staff member's appointment: not theirs to see
             raise self.not_found(int(row_id))
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("ETag", f'"{row["version"]}"')
         self.write_json(row)
 
+    async def patch(self, row_id: str) -> None:
+        principal = self.admin()
+        expect = self.expected_version()
+        values = self.values(partial=True)
+        written = await self.write_through(rows.update(
+            self.ctx.pool, self.table, int(row_id), values, self.writer(principal), expect=expect))
+        if written is None:
+            raise self.not_found(int(row_id))
+        self.answer(written)
+
     async def delete(self, row_id: str) -> None:
-        self.admin()
+        principal = self.admin()
+        expect = self.expected_version()
         force = self.get_query_argument("force", "false").lower()
         if force not in ("true", "false", "1", "0"):
             raise invalid_params({"force": "force must be true or false."})
-        row = await self.write_through(rows.delete(self.ctx.pool, self.table, int(row_id),
-                                                   force=force in ("true", "1"), limits=self.limits))
-        if row is None:
+        written = await self.write_through(rows.delete(
+            self.ctx.pool, self.table, int(row_id), self.writer(principal),
+            force=force in ("true", "1"), expect=expect))
+        if written is None:
             raise self.not_found(int(row_id))
-        self.write_json(row)
+        self.answer(written)
 
 
 class AppointmentHandler(ItemHandler):
@@ -240,3 +298,14 @@ class AppointmentHandler(ItemHandler):
 class AvailabilityHandler(ItemHandler):
     table = rows.AVAILABILITIES
     columns = staticmethod(availability_columns)
+
+
+def actor_json(principal: Principal) -> str:
+    """The actor an API write records on its events (SPEC §8): the token's
+    role, its ``sub`` and, for staff, the staff id."""
+    actor: dict[str, Any] = {"role": principal.role}
+    if principal.subject is not None:
+        actor["sub"] = principal.subject
+    if principal.staff_id is not None:
+        actor["staff_id"] = principal.staff_id
+    return json.dumps(actor, separators=(",", ":"))

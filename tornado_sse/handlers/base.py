@@ -153,6 +153,8 @@ class BaseHandler(RequestHandler):
             # data and credentials (cookie) are allowed.
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Allow-Credentials", "true")
+            # Write answers' headers a cross-origin calendar must read (SPEC §8).
+            self.set_header("Access-Control-Expose-Headers", "ETag, Event-Id, Idempotent-Replayed")
         self.add_header("Vary", "Origin")
 
     def options(self, *args: str) -> None:
@@ -162,7 +164,7 @@ class BaseHandler(RequestHandler):
                        if getattr(type(self), m.lower()) is not getattr(RequestHandler, m.lower())]
             self.set_header("Access-Control-Allow-Methods", ", ".join([*methods, "OPTIONS"]))
             self.set_header("Access-Control-Allow-Headers",
-                            "Authorization, Content-Type, Last-Event-ID, X-WP-Nonce")
+                            "Authorization, Content-Type, Last-Event-ID, X-WP-Nonce, If-Match, Idempotency-Key")
             self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
 
