@@ -31,6 +31,7 @@ from tests.fix_browser import CalendarPage, within
 from tests.fix_calendar import DAY, SCREENSHOT_NOW, at, book, calendar_url, row, seed_demo_week
 from tests.fix_db import execute
 from tests.fix_directory import add_directory
+from tests.fix_server import admin_token
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +59,8 @@ async def open_panel(tab: CalendarPage, appointment_id: int) -> None:
 # -- the rules, read in the page ----------------------------------------------------
 
 CLOSED = """([rules, from, to, ctx]) => TsseAvailability.closed(rules, new Date(from), new Date(to), ctx)
-    .map(c => [c.start.toISOString().slice(5, 16), c.end.toISOString().slice(5, 16), c.rule && c.rule.title])"""
+    .map(c => [c.start.toISOString().slice(5, 16), c.end.toISOString().slice(5, 16),
+               (c.outside ? '~' : '') + c.rule.title])"""
 
 
 def rule(title: str, range_type: str, from_range: str, to_range: str, appointable: bool = False,
@@ -73,15 +75,26 @@ SUNDAYS = rule("Sundays off", "days", "7", "7", priority=5)
 # 2026-11-18 is a Wednesday; the page runs in UTC (tests/fix_browser.py).
 WED, THU, SUN, MON = "2026-11-18T00:00", "2026-11-19T00:00", "2026-11-22T00:00", "2026-11-23T00:00"
 
-RULE_CASES = [  # rules, from, to, context, closed intervals [start, end, deciding rule]
-    pytest.param([OPENING], WED, THU, {}, [["11-18T00:00", "11-18T09:00", None], ["11-18T18:00", "11-19T00:00", None]],
+RULE_CASES = [  # rules, from, to, context, closed intervals [start, end, deciding rule (outside it: "~")]
+    pytest.param([OPENING], WED, THU, {},
+                 [["11-18T00:00", "11-18T09:00", "~Opening hours"], ["11-18T18:00", "11-19T00:00", "~Opening hours"]],
                  id="opening hours close the rest of the day"),
     pytest.param([OPENING, SUNDAYS], SUN, MON, {}, [["11-22T00:00", "11-23T00:00", "Sundays off"]],
                  id="a closed weekday beats opening hours by priority"),
     pytest.param([OPENING, SUNDAYS, rule("Sunday market", "time:7", "10:00", "14:00", True, 1, "staff", staff_id=2)],
-                 SUN, MON, {"staffId": 2},
-                 [["11-22T00:00", "11-22T10:00", "Sundays off"], ["11-22T14:00", "11-23T00:00", "Sundays off"]],
-                 id="a staff rule of higher priority opens a closed day"),
+                 SUN, MON, {"staffId": 2}, [["11-22T00:00", "11-23T00:00", "Sundays off"]],
+                 id="a staff rule cannot open the shop's closed day"),
+    pytest.param([OPENING, rule("Holiday", "custom", "2026-11-18", "2026-11-19", scope="staff", staff_id=3)],
+                 WED, THU, {"staffId": 3},
+                 [["11-18T00:00", "11-18T09:00", "~Opening hours"], ["11-18T09:00", "11-18T18:00", "Holiday"],
+                  ["11-18T18:00", "11-19T00:00", "~Opening hours"]],
+                 id="a staff member's holiday closes an open day"),
+    pytest.param([rule("Short day", "time", "10:00", "12:00", True, scope="staff", staff_id=2),
+                  rule("Not Friday", "days", "5", "5", priority=1, scope="staff", staff_id=2)],
+                 THU, "2026-11-21T00:00", {"staffId": 2},
+                 [["11-19T00:00", "11-19T10:00", "~Short day"], ["11-19T12:00", "11-20T00:00", "~Short day"],
+                  ["11-20T00:00", "11-21T00:00", "Not Friday"]],
+                 id="within a layer the lowest priority number decides"),
     pytest.param([rule("Night", "time", "22:00", "06:00")], WED, THU, {},
                  [["11-18T00:00", "11-18T06:00", "Night"], ["11-18T22:00", "11-19T00:00", "Night"]],
                  id="overnight time"),
@@ -101,10 +114,13 @@ RULE_CASES = [  # rules, from, to, context, closed intervals [start, end, decidi
                  [["12-01T00:00", "12-02T00:00", "Winter"]], id="months, wrapping the year"),
     pytest.param([rule("Week 47", "weeks", "47", "47")], "2026-11-15T00:00", "2026-11-17T00:00", {},
                  [["11-16T00:00", "11-17T00:00", "Week 47"]], id="ISO weeks"),
-    pytest.param([rule("Christmas Day", "rrule", "2024-12-25", "2024-12-25",
-                       rrule="FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=25")],
-                 "2026-12-24T00:00", "2026-12-27T00:00", {}, [["12-25T00:00", "12-26T00:00", "Christmas Day"]],
-                 id="yearly rrule"),
+    pytest.param([rule("Christmas", "rrule", "2024-12-24", "2024-12-26",
+                       rrule="FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=24")],
+                 "2026-12-23T00:00", "2026-12-28T00:00", {}, [["12-24T00:00", "12-27T00:00", "Christmas"]],
+                 id="yearly rrule lasting through to_range's offset"),
+    pytest.param([rule("Every other Monday", "rrule", "2026-11-02", "2026-11-02", rrule="FREQ=WEEKLY;INTERVAL=2")],
+                 "2026-11-09T00:00", "2026-11-17T00:00", {}, [["11-16T00:00", "11-17T00:00", "Every other Monday"]],
+                 id="weekly rrule with an interval"),
     pytest.param([rule("Mystery", "lunar", "1", "2")], WED, THU, {}, [], id="an unknown type closes nothing"),
 ]
 
@@ -269,7 +285,7 @@ async def test_the_staff_day_and_the_week_shade_unavailable_time(chromium, make_
     assert await tab.page.locator("#staff-day-columns h3").all_inner_texts() == [
         "Jonas", "Lena Holiday", "Mia", "Omar", "Unassigned"]
     assert "Holiday" not in await tab.page.evaluate(shaded, 1)
-    assert "Outside opening hours" in await tab.page.evaluate(shaded, 1)
+    assert "Outside Opening hours" in await tab.page.evaluate(shaded, 1)
     await tab.page.evaluate("document.fonts.ready.then(() => undefined)")
     png = await tab.page.screenshot()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1400, 900)
@@ -285,3 +301,189 @@ def _save(target: Path, png: bytes) -> None:
     if not target.exists() or target.read_bytes() != png:
         DOCS.mkdir(exist_ok=True)
         target.write_bytes(png)
+
+
+# -- two desks, one truth -----------------------------------------------------------
+
+async def desks(chromium, server) -> tuple[CalendarPage, CalendarPage]:
+    """A (front desk) and B (back office): two admins in two browser contexts."""
+    sessions = [await chromium.session() for _ in range(2)]
+    a, b = await asyncio.gather(*(
+        s.open(calendar_url(server, admin_token(sub=who))) for s, who in zip(sessions, ("front-desk", "back-office"))))
+    return a, b
+
+
+class Held:
+    """One request of a page held on the network until released: the 51 ms
+    in which a person's click is on its way while someone else's change
+    commits (issue 20), made as long as the test needs."""
+
+    def __init__(self) -> None:
+        self.routes: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def __call__(self, route: Any) -> None:
+        if route.request.method == "GET":
+            await route.continue_()
+        else:
+            await self.routes.put(route)
+
+    async def next(self) -> Any:
+        return await asyncio.wait_for(self.routes.get(), 5)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_stale_mark_paid_gets_the_conflict_dialog_instead_of_undoing_a_cancel(chromium, make_server, db):
+    add_directory(db)
+    server = await make_server()
+    a, b = await desks(chromium, server)
+    week_start, _ = await a.week()
+    x = book(db, week_start, 2, 10, overlap_allowed=False, **ANNA)
+    for tab in (a, b):
+        await tab.wait_shown(x)
+    await asyncio.gather(open_panel(a, x), open_panel(b, x))
+
+    # B clicks "Mark paid"; it is on its way when A cancels.
+    held = Held()
+    await b.page.route(f"**/api/appointments/{x}", held)
+    await b.page.click('#details-actions button[data-action="paid"]')
+    stale = await held.next()
+    assert stale.request.headers.get("if-match") == '"1"'
+    async with a.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as sent:
+        await a.page.click('#details-actions button[data-action="cancel"]')
+        await a.page.click('#ask button[data-answer="yes"]')
+    cancel = await sent.value
+    assert cancel.status == 200 and cancel.request.headers.get("if-match") == '"1"'
+    assert row(db, x) == ("cancelled", "expected")
+
+    async with b.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as refused:
+        await stale.continue_()
+    assert (await refused.value).status == 412
+    ask = b.page.locator("#ask")
+    await ask.wait_for(state="visible", timeout=5000)
+    assert await ask.get_attribute("data-kind") == "conflict"
+    await b.wait("() => document.getElementById('ask').innerText.includes('by front-desk (admin)')", timeout=5000)
+    text = await ask.inner_text()
+    assert re.search(r"Status\s+confirmed\s+cancelled", text), text  # what changed: you saw / now
+    assert "Your change: Mark paid" in text and re.search(r"Status\s+cancelled\s+paid", text), text
+    await b.page.evaluate("document.fonts.ready.then(() => undefined)")
+    _save(DOCS / "conflict-dialog.png", await b.page.screenshot())
+
+    # "Keep current": nothing more is sent; the cancellation stands everywhere.
+    patches: list[str] = []
+    b.page.on("request", lambda r: patches.append(r.url) if r.method == "PATCH" else None)
+    await b.page.click('#ask button[data-answer="keep"]')
+    await ask.wait_for(state="hidden", timeout=5000)
+    await asyncio.sleep(0.3)
+    assert patches == [] and row(db, x) == ("cancelled", "expected")
+    for tab in (a, b):
+        await tab.wait("id => window.tsse.appointment(id).status === 'cancelled'", x)
+    # Mark paid is not offered on a cancelled booking: only Restore.
+    assert "paid" not in await offered(b) and "restore" in await offered(b)
+
+    # A's own change is A's: it names its event, does not flash on A, and
+    # A's line is marked as A's; B sees who did it.
+    event_id = int(cancel.headers["event-id"])
+    assert event_id in await a.call("ownEventIds")
+    assert event_id not in await b.call("ownEventIds")
+    own = f'#activity li[data-event-id="{event_id}"]'
+    await a.page.locator(own).wait_for(timeout=5000)
+    assert await a.page.get_attribute(own, "data-own") == "true"
+    assert await b.page.get_attribute(own, "data-own") is None
+    assert re.fullmatch(r"\d\d:\d\d Anna Berg cancelled by front-desk \(admin\)", await b.page.inner_text(own))
+    assert "tsse-flash" not in (await card(a, x).get_attribute("class") or "")
+
+    # Round two: B restores while A edits the notes; B applies theirs on top.
+    await b.page.click('#details-actions button[data-action="restore"]')
+    stale = await held.next()
+    await a.page.click('#details-actions button[data-action="edit"]')
+    await a.page.fill("#book-notes", "Bring the blue towel")
+    async with a.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as sent:
+        await a.page.click("#book-submit")
+    edit = await sent.value
+    assert edit.status == 200 and json.loads(edit.request.post_data or "{}") == {"notes": "Bring the blue towel"}
+    await stale.continue_()
+    await ask.wait_for(state="visible", timeout=5000)
+    await b.wait("() => document.getElementById('ask').innerText.includes('Bring the blue towel')")
+    await b.page.unroute(f"**/api/appointments/{x}", held)
+    async with b.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as sent:
+        await b.page.click('#ask button[data-answer="apply"]')
+    applied = await sent.value
+    assert applied.status == 200 and applied.request.headers.get("if-match") == '"3"'
+    assert execute(db, "SELECT status, notes FROM appointments WHERE id = %s", (x,)) == [
+        ("confirmed", "Bring the blue towel")]  # nothing lost
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_double_booking_is_named_and_booked_only_on_purpose_and_a_lost_answer_books_once(
+        chromium, make_server, db):
+    add_directory(db)
+    server = await make_server()
+    session = await chromium.session()
+    tab = await session.open(calendar_url(server, admin_token(sub="front-desk")))
+    week_start, _ = await tab.week()
+    x = book(db, week_start, 2, 10, overlap_allowed=False, **ANNA)  # Jonas, 10:00-11:00
+    await tab.wait_shown(x)
+    wednesday = at(week_start, 2, 0).date().isoformat()
+
+    async def fill_booking() -> None:
+        await tab.page.click("#book-button")
+        await tab.page.locator("#booking").wait_for(state="visible", timeout=5000)
+        await tab.page.select_option("#book-customer", "1001")
+        await tab.page.select_option("#book-staff", "1")
+        await tab.page.fill("#book-start", f"{wednesday}T10:30")
+        await tab.page.dispatch_event("#book-start", "input")
+
+    posts: list[Any] = []
+    tab.page.on("request", lambda r: posts.append(r) if r.method == "POST" and "/api/" in r.url else None)
+    await fill_booking()
+    async with tab.page.expect_response(lambda r: r.request.method == "POST", timeout=5000) as sent:
+        await tab.page.click("#book-submit")
+    assert (await sent.value).status == 409
+    ask = tab.page.locator("#ask")
+    await ask.wait_for(state="visible", timeout=5000)
+    assert await ask.get_attribute("data-kind") == "overlap"
+    text = await ask.inner_text()
+    assert "Book anyway?" in text and f"(#{x})" in text and "Anna Berg" in text, text
+    async with tab.page.expect_response(lambda r: r.request.method == "POST", timeout=5000) as sent:
+        await tab.page.click('#ask button[data-answer="yes"]')
+    booked = await sent.value
+    assert booked.status == 201, await booked.text()
+    new_id = (await booked.json())["id"]
+    keys = [p.headers.get("idempotency-key") for p in posts]
+    assert len(keys) == 2 and all(keys) and keys[0] != keys[1]  # another body: another attempt
+    assert json.loads(posts[1].post_data or "{}")["overlap_allowed"] is True
+    await tab.wait_shown(new_id)
+    flagged = card(tab, new_id)
+    assert "⚠ overlap allowed" in await flagged.inner_text()
+    assert "tsse-overlap" in (await flagged.get_attribute("class") or "")
+    assert "overlap allowed" in (await flagged.get_attribute("aria-label") or "")
+    assert "overlap" not in (await card(tab, x).get_attribute("aria-label") or "")
+
+    # A network blip: the server books, the answer is lost. The page sends
+    # again with the same key and gets the first answer: one booking.
+    lost: list[int] = []
+
+    async def lose_answer(route: Any) -> None:
+        if route.request.method == "POST" and not lost:
+            lost.append((await route.fetch()).status)  # the server books ...
+            await route.abort("connectionreset")  # ... the page never hears
+        else:
+            await route.continue_()
+
+    await tab.page.route("**/api/appointments", lose_answer)
+    await fill_booking()
+    await tab.page.fill("#book-start", f"{wednesday}T15:00")
+    await tab.page.dispatch_event("#book-start", "input")
+    posts.clear()
+    await tab.page.click("#book-submit")
+    await within(5, "the page sent the booking again", lambda: _answered(posts, 2))
+    replayed = await posts[1].response()
+    assert replayed is not None and replayed.status == 201, [p.failure for p in posts]
+    assert replayed.headers.get("idempotent-replayed") == "true" and lost == [201]
+    assert [p.headers.get("idempotency-key") for p in posts] == [posts[0].headers.get("idempotency-key")] * 2
+    await tab.page.locator("#booking").wait_for(state="hidden", timeout=5000)
+    assert execute(db, "SELECT count(*) FROM appointments WHERE start_at = %s", (at(week_start, 2, 15),)) == [(1,)]
+
+
+async def _answered(requests: list[Any], n: int) -> bool:
+    return len(requests) >= n and await requests[n - 1].response() is not None

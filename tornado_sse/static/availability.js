@@ -10,47 +10,43 @@
  *   custom            from/to 'YYYY-MM-DD', both days included
  *   custom:daterange,
  *   time:range        from/to 'YYYY-MM-DD HH:MM' (or 'T'), [from, to)
- *   time              from/to 'HH:MM' every day (to < from: overnight)
+ *   time              from/to 'HH:MM' every day (to <= from: past midnight)
  *   time:1..time:7    the same on one weekday (1 = Monday)
  *   days              weekdays from..to (1 = Monday; 6..2 wraps)
  *   months            months from..to (1..12; wraps)
  *   weeks             ISO weeks from..to (wraps)
- *   rrule             whole days the `rrule` (FREQ=DAILY/WEEKLY/MONTHLY/
- *                     YEARLY with BYDAY, BYMONTH, BYMONTHDAY, INTERVAL)
- *                     produces from from_range on
+ *   rrule             the days an RRULE (FREQ DAILY/WEEKLY/MONTHLY/YEARLY,
+ *                     INTERVAL, UNTIL, BYMONTH, BYMONTHDAY, BYDAY) yields
+ *                     from DTSTART = from_range, each lasting through
+ *                     to_range's offset
  * Anything else covers nothing (and is listed by unknownRules()).
  *
- * Which rules apply: global ones always, a product's when that product is
- * in question, a staff member's for that staff member. At any minute the
- * covering rule with the lowest `priority` number decides (ties: staff over
- * product over global, then `ordering`, then id); it opens the time when
- * `appointable`, else closes it. Minutes no rule covers are open, unless an
- * appointable rule applies at all: then the rules are a list of opening
- * hours and everything else is closed ("Opening hours 09:00-18:00" closes
- * 20:00). This is the same reading as the server's rest_unavailable check
- * (SPEC §8); where they differ, the server decides and the 409 names the rule.
+ * The model is the server's (tornado_sse/availability.py, which answers
+ * 409 rest_unavailable), so the shading and the refusals agree:
+ * - Rules form layers: global, the product's, each staff member's. A time
+ *   is open only when every layer over it is open: a staff member's holiday
+ *   closes an open day; a staff rule cannot open the shop's closed Sunday.
+ * - Within a layer the covering rule with the lowest `priority` number
+ *   decides (then `ordering`, then id): appointable opens, otherwise closes.
+ *   Where no rule of a layer covers the time, the layer is open, unless it
+ *   has appointable rules: then they are its opening hours and the rest is
+ *   closed ("outside Opening hours").
+ * The one known difference: the server reads wall-clock rules in the
+ * database's time zone, the page in the browser's; a desk in another zone
+ * than its database sees the shading shifted (the 409 still decides).
  */
 (function (root) {
   'use strict';
 
   const DAY_MIN = 24 * 60;
-  const SCOPE_RANK = {staff: 2, product: 1, global: 0};
 
   /**
    * @typedef {{id: number, scope: string, product_id: number | null, staff_id: number | null,
    *   title: string | null, range_type: string, from_range: string | null, to_range: string | null,
    *   appointable: boolean, priority: number, ordering?: number, rrule?: string | null}} Rule
    * @typedef {{staffId?: number | null, productId?: number | null}} Context
-   * @typedef {{start: Date, end: Date, rule: Rule | null}} Closed  rule null: outside every opening rule
+   * @typedef {{start: Date, end: Date, rule: Rule, outside: boolean}} Closed
    */
-
-  /** @param {Rule} rule @param {Context} ctx */
-  function applies(rule, ctx) {
-    if (rule.scope === 'global') return true;
-    if (rule.scope === 'product') return ctx.productId != null && rule.product_id === ctx.productId;
-    if (rule.scope === 'staff') return ctx.staffId != null && rule.staff_id === ctx.staffId;
-    return false;
-  }
 
   /** Minutes since midnight of 'HH:MM', or null. @param {string | null} s */
   function minutes(s) {
@@ -88,46 +84,55 @@
 
   const WEEKDAYS = {MO: 1, TU: 2, WE: 3, TH: 4, FR: 5, SA: 6, SU: 7};
 
-  /** Whether the rule's rrule produces `day` (whole days only). @param {Rule} rule @param {Date} day */
+  /** Days from a to b (local dates). @param {Date} a @param {Date} b */
+  const daysBetween = (a, b) => Math.round((Date.UTC(b.getFullYear(), b.getMonth(), b.getDate())
+    - Date.UTC(a.getFullYear(), a.getMonth(), a.getDate())) / 86400000);
+
+  /**
+   * Whether an occurrence of the rule's RRULE starts on `day`, or null when
+   * it cannot be read (as the server reads it: see the module comment).
+   * @param {Rule} rule @param {Date} day @returns {boolean | null}
+   */
   function rruleHits(rule, day) {
     const start = localDate(rule.from_range);
-    if (!start || !rule.rrule || day < new Date(start.getFullYear(), start.getMonth(), start.getDate())) return false;
+    if (!start || !rule.rrule) return null;
     /** @type {Record<string, string>} */
     const parts = {};
-    for (const part of rule.rrule.replace(/^RRULE:/i, '').split(';')) {
+    for (const part of rule.rrule.trim().replace(/^RRULE:/, '').split(';')) {
       const [k, v] = part.split('=');
-      if (k && v) parts[k.toUpperCase()] = v.toUpperCase();
+      if (!k || v == null) return null;
+      parts[k.toUpperCase()] = v.toUpperCase();
     }
-    const list = (/** @type {string} */ key) => (parts[key] ? parts[key].split(',') : null);
-    const months = list('BYMONTH');
-    const monthDays = list('BYMONTHDAY');
-    const byDay = list('BYDAY');
-    if (parts.UNTIL) {
-      const until = localDate(parts.UNTIL.replace(/^(\d{4})(\d{2})(\d{2}).*$/, '$1-$2-$3'));
-      if (until && day > until) return false;
-    }
-    if (months && !months.includes(String(day.getMonth() + 1))) return false;
-    if (monthDays && !monthDays.includes(String(day.getDate()))) return false;
-    if (byDay && !byDay.some((d) => WEEKDAYS[/** @type {keyof WEEKDAYS} */ (d.slice(-2))] === isoWeekday(day))) {
-      return false;
-    }
+    const freq = parts.FREQ;
+    if (!['DAILY', 'WEEKLY', 'MONTHLY', 'YEARLY'].includes(freq)) return null;
     const interval = Math.max(1, Number(parts.INTERVAL || 1));
-    const days = Math.round((Date.UTC(day.getFullYear(), day.getMonth(), day.getDate())
-      - Date.UTC(start.getFullYear(), start.getMonth(), start.getDate())) / 86400000);
-    switch (parts.FREQ) {
-      case 'DAILY': return days % interval === 0;
-      case 'WEEKLY':
-        return Math.floor(days / 7) % interval === 0 && (byDay != null || isoWeekday(day) === isoWeekday(start));
-      case 'MONTHLY': {
-        const n = (day.getFullYear() - start.getFullYear()) * 12 + day.getMonth() - start.getMonth();
-        return n % interval === 0 && (monthDays != null || byDay != null || day.getDate() === start.getDate());
-      }
-      case 'YEARLY':
-        return (day.getFullYear() - start.getFullYear()) % interval === 0
-          && (months != null || monthDays != null || byDay != null
-            || (day.getMonth() === start.getMonth() && day.getDate() === start.getDate()));
-      default: return false;
+    const list = (/** @type {string} */ key) => (parts[key] ? parts[key].split(',').map(Number) : null);
+    let months = list('BYMONTH');
+    let monthDays = list('BYMONTHDAY');
+    let weekdays = parts.BYDAY ? parts.BYDAY.split(',').map((d) => WEEKDAYS[/** @type {keyof WEEKDAYS} */ (d)]) : null;
+    if (weekdays && weekdays.some((d) => d == null)) return null;
+    if (!weekdays && freq === 'WEEKLY') weekdays = [isoWeekday(start)];
+    if ((freq === 'MONTHLY' || freq === 'YEARLY') && !weekdays && !monthDays) monthDays = [start.getDate()];
+    if (freq === 'YEARLY' && !months && monthDays && !weekdays) months = [start.getMonth() + 1];
+    const until = parts.UNTIL ? localDate(parts.UNTIL.replace(/^(\d{4})(\d{2})(\d{2}).*$/, '$1-$2-$3')) : null;
+    const startDay = new Date(start.getFullYear(), start.getMonth(), start.getDate());
+    if (day < startDay || (until && day > until)) return false;
+    let step;
+    if (freq === 'DAILY') step = daysBetween(startDay, day);
+    else if (freq === 'WEEKLY') {
+      const monday = (/** @type {Date} */ d) => new Date(d.getFullYear(), d.getMonth(), d.getDate() - isoWeekday(d) + 1);
+      step = Math.floor(daysBetween(monday(startDay), monday(day)) / 7);
+    } else if (freq === 'MONTHLY') {
+      step = (day.getFullYear() - start.getFullYear()) * 12 + day.getMonth() - start.getMonth();
+    } else step = day.getFullYear() - start.getFullYear();
+    if (step % interval) return false;
+    if (months && !months.includes(day.getMonth() + 1)) return false;
+    if (weekdays && !weekdays.includes(isoWeekday(day))) return false;
+    if (monthDays) {
+      const last = new Date(day.getFullYear(), day.getMonth() + 1, 0).getDate();
+      if (!monthDays.includes(day.getDate()) && !monthDays.includes(day.getDate() - last - 1)) return false;
     }
+    return true;
   }
 
   /**
@@ -176,52 +181,80 @@
     if (type === 'days') hit = inCycle(isoWeekday(day), rule.from_range, rule.to_range);
     else if (type === 'months') hit = inCycle(day.getMonth() + 1, rule.from_range, rule.to_range);
     else if (type === 'weeks') hit = inCycle(isoWeek(day), rule.from_range, rule.to_range);
-    else if (type === 'rrule') hit = rule.rrule ? rruleHits(rule, day) : null;
+    else if (type === 'rrule') {
+      // An occurrence lasts from its day through to_range's offset from from_range.
+      const from = localDate(rule.from_range);
+      const to = rule.to_range ? localDate(rule.to_range) : from;
+      const span = from && to ? daysBetween(from, to) : -1;
+      if (span < 0 || span > 365) return null;
+      hit = false;
+      for (let k = 0; k <= span && hit === false; k++) {
+        hit = rruleHits(rule, new Date(day.getFullYear(), day.getMonth(), day.getDate() - k));
+      }
+    }
     if (hit == null) return null;
     return hit ? whole : [];
   }
 
-  /** Lower sorts first: the rule that decides. @param {Rule} a @param {Rule} b */
+  /** Within a layer, lower sorts first: the rule that decides. @param {Rule} a @param {Rule} b */
   function precedence(a, b) {
-    return (a.priority ?? 10) - (b.priority ?? 10)
-      || (SCOPE_RANK[/** @type {keyof SCOPE_RANK} */ (b.scope)] ?? -1)
-        - (SCOPE_RANK[/** @type {keyof SCOPE_RANK} */ (a.scope)] ?? -1)
-      || (a.ordering ?? 0) - (b.ordering ?? 0)
-      || a.id - b.id;
+    return (a.priority ?? 10) - (b.priority ?? 10) || (a.ordering ?? 0) - (b.ordering ?? 0) || a.id - b.id;
+  }
+
+  /**
+   * The layers over a booking (global, its product's, its staff member's),
+   * each in decision order; rules this module cannot read are left out.
+   * @param {Rule[]} rules @param {Context} ctx @returns {Rule[][]}
+   */
+  function layers(rules, ctx) {
+    const readable = rules.filter((r) => covers(r, new Date(2000, 0, 1)) != null);
+    const out = [readable.filter((r) => r.scope === 'global')];
+    if (ctx.productId != null) out.push(readable.filter((r) => r.scope === 'product' && r.product_id === ctx.productId));
+    if (ctx.staffId != null) out.push(readable.filter((r) => r.scope === 'staff' && r.staff_id === ctx.staffId));
+    return out.map((layer) => layer.sort(precedence));
   }
 
   /**
    * The closed intervals between `from` and `to` (Dates) for `ctx`, each
-   * with the rule that closes it, merged where one rule closes adjacent time.
+   * with the rule that closes it (`outside`: closed for lying outside that
+   * appointable rule), merged where one rule closes adjacent time.
    * @param {Rule[]} rules @param {Date} from @param {Date} to @param {Context} [ctx]
    * @returns {Closed[]}
    */
   function closed(rules, from, to, ctx = {}) {
-    const relevant = rules.filter((r) => applies(r, ctx)).sort(precedence);
-    const openingHours = relevant.some((r) => r.appointable);
+    const stack = layers(rules, ctx);
     /** @type {Closed[]} */
     const out = [];
     for (let day = new Date(from.getFullYear(), from.getMonth(), from.getDate()); day < to;
       day = new Date(day.getFullYear(), day.getMonth(), day.getDate() + 1)) {
-      const spans = relevant.map((rule) => ({rule, spans: covers(rule, day) || []}));
+      const spans = stack.map((layer) => layer.map((rule) => ({rule, spans: covers(rule, day) || []})));
       const cuts = new Set([0, DAY_MIN]);
-      for (const {spans: s} of spans) for (const [a, b] of s) { cuts.add(a); cuts.add(b); }
+      for (const layer of spans) for (const {spans: s} of layer) for (const [a, b] of s) { cuts.add(a); cuts.add(b); }
       const sorted = [...cuts].sort((x, y) => x - y);
       for (let i = 0; i + 1 < sorted.length; i++) {
         const mid = (sorted[i] + sorted[i + 1]) / 2;
-        const decider = spans.find(({spans: s}) => s.some(([a, b]) => a <= mid && mid < b));
-        const isClosed = decider ? !decider.rule.appointable : openingHours;
-        if (!isClosed) continue;
-        const rule = decider ? decider.rule : null;
+        /** @type {{rule: Rule, outside: boolean} | null} */
+        let closing = null;
+        for (const layer of spans) {
+          const decider = layer.find(({spans: s}) => s.some(([a, b]) => a <= mid && mid < b));
+          if (decider) {
+            if (!decider.rule.appointable) { closing = {rule: decider.rule, outside: false}; break; }
+            continue;
+          }
+          const opening = layer.find(({rule}) => rule.appointable);
+          if (opening) { closing = {rule: opening.rule, outside: true}; break; }
+        }
+        if (!closing) continue;
         const start = new Date(day.getFullYear(), day.getMonth(), day.getDate(), 0, sorted[i]);
         const end = new Date(day.getFullYear(), day.getMonth(), day.getDate(), 0, sorted[i + 1]);
         const last = out[out.length - 1];
-        if (last && last.rule === rule && last.end.getTime() === start.getTime()) last.end = end;
-        else out.push({start, end, rule});
+        if (last && last.rule === closing.rule && last.outside === closing.outside
+          && last.end.getTime() === start.getTime()) last.end = end;
+        else out.push({start, end, ...closing});
       }
     }
     return out
-      .map((c) => ({start: c.start < from ? from : c.start, end: c.end > to ? to : c.end, rule: c.rule}))
+      .map((c) => ({...c, start: c.start < from ? from : c.start, end: c.end > to ? to : c.end}))
       .filter((c) => c.end > c.start);
   }
 

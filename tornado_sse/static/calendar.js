@@ -542,9 +542,10 @@
   function closedEvents(from, to, ctx) {
     return TsseAvailability.closed([...availabilities.rows.values()], from, to, ctx)
       .map((/** @type {any} */ c) => ({
-        title: c.rule ? c.rule.title || 'Unavailable' : 'Outside opening hours', start: c.start, end: c.end,
+        title: `${c.outside ? 'Outside ' : ''}${c.rule.title || 'availability rule #' + c.rule.id}`,
+        start: c.start, end: c.end,
         display: 'background', color: '#94a3b8', className: 'tsse-unavailable', editable: false,
-        extendedProps: {ruleId: c.rule ? c.rule.id : null},
+        extendedProps: {rule: c.rule, outside: c.outside},
       }));
   }
 
@@ -630,11 +631,11 @@
     for (const a of dayRows(day)) (a.staff_ids || []).forEach((id) => { if (!ids.includes(id)) extra.add(id); });
     const next = new Date(day.getFullYear(), day.getMonth(), day.getDate() + 1);
     const columns = [...ids, ...[...extra].sort((x, y) => x - y)].map((id) => {
-      // Closed all day (a holiday): say so where it is seen, under the name.
-      const closed = closedEvents(day, next, {staffId: id, productId: filter.productId});
-      const allDay = closed.length === 1 && closed[0].start.getTime() === day.getTime()
-        && closed[0].end.getTime() === next.getTime();
-      return {id, name: directory.staffName(id), ...(allDay ? {note: closed[0].title} : {})};
+      // What closes this person's day (a holiday) shows under the name,
+      // where it is seen: the shading's own label may sit out of view.
+      const own = new Set(closedEvents(day, next, {staffId: id, productId: filter.productId})
+        .filter((c) => c.extendedProps.rule.scope === 'staff' && !c.extendedProps.outside).map((c) => c.title));
+      return {id, name: directory.staffName(id), ...(own.size ? {note: [...own].join(', ')} : {})};
     });
     if (me.role === 'admin') columns.push({id: null, name: 'Unassigned'});
     return columns;
