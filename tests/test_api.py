@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.fix_db import execute, insert_appointment
+from tests.fix_directory import add_directory
 from tests.fix_server import auth, staff_token
 from tests.streams import poll
 from tornado_sse.testing.sse_client import open_stream, request
@@ -113,6 +114,8 @@ async def test_availability_snapshot(server, db):
 
 @pytest.mark.gen_test(timeout=20)
 async def test_writes_flow_back_through_the_stream(server, db):
+    # SPEC §8: the write API books only ids the directory knows.
+    add_directory(db, staff={5: "Eva"}, products={456: ("Cut", 60, "50.00")}, customers={7: "Ida"})
     conn = await open_stream(server.url + "/sse", auth())
     created = await call(server, "POST", "/api/appointments",
                          {"start": T0, "end": "2024-12-01T10:20:00Z", "staff_ids": [5],
@@ -136,7 +139,8 @@ async def test_writes_flow_back_through_the_stream(server, db):
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_availability_writes(server):
+async def test_availability_writes(server, db):
+    add_directory(db, staff={5: "Eva"}, products={}, customers={})  # SPEC §8: known ids only
     created = await call(server, "POST", "/api/availabilities",
                          {"scope": "staff", "staff_id": 5, "title": "holiday", "appointable": False,
                           "range_type": "custom", "from_range": "2024-12-24", "to_range": "2024-12-26"})

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.fix_db import execute, insert_appointment
+from tests.fix_directory import add_directory
 from tests.fix_server import admin_token, auth
 from tests.txn_steps import Session
 from tornado_sse.migrate import migrate
@@ -31,6 +32,12 @@ async def call(server, method: str, path: str, body=None, headers=None, token=No
         h["Content-Type"] = "application/json"
     h.update(headers or {})
     return await request(server.url + path, method=method, headers=h, body=data, stream=False)
+
+
+def desk(db: str) -> None:
+    """The directory the API checks ids against (SPEC §8)."""
+    add_directory(db, staff={5: "Eva", 6: "Jonas", 7: "Mia"}, products={456: ("Haircut", 60, "50.00")},
+                  customers={789: "Anna Berg"})
 
 
 def booked(db: str, **cols: object) -> int:
@@ -102,6 +109,7 @@ async def test_if_match_on_delete_and_without_if_match_a_write_applies(server, d
 
 @pytest.mark.gen_test(timeout=20)
 async def test_event_id_of_a_write_is_the_id_that_arrives_on_the_stream(server, db):
+    desk(db)
     conn = await open_stream(server.url + "/sse", auth())
     created = await call(server, "POST", "/api/appointments",
                          {"start": T0, "end": T0 + 3600, "staff_ids": [5]})
@@ -170,6 +178,7 @@ def test_bookings_that_hold_no_time_or_allow_overlap_or_touch_end_to_start_may_c
 
 @pytest.mark.gen_test(timeout=20)
 async def test_api_409_names_the_other_appointment_and_overlap_allowed_books_anyway(server, db):
+    desk(db)
     other = booked(db, staff_ids=[5], start_at="2024-12-02T09:00:00Z", end_at="2024-12-02T10:00:00Z")
     body = {"start": "2024-12-02T09:30:00Z", "end": "2024-12-02T10:30:00Z", "staff_ids": [6, 5]}
     refused = await call(server, "POST", "/api/appointments", body)
@@ -201,3 +210,142 @@ def test_migration_keeps_existing_double_bookings_by_allowing_the_later_ones(sch
     assert execute(dsn, "SELECT id, overlap_allowed, version FROM appointments ORDER BY id") == rows
     assert execute(dsn, "SELECT appointment_id, staff_id FROM appointment_staff_times ORDER BY 1, 2") == [
         (1, 5), (5, 7)]
+
+
+# -- references, ranges, availability -------------------------------------------------
+
+@pytest.mark.parametrize("body, field", [
+    ({"staff_ids": [5, 99]}, "staff_ids"),
+    ({"staff_id": 99}, "staff_id"),
+    ({"product_id": 4}, "product_id"),
+    ({"customer_id": 5}, "customer_id"),
+    ({"end": T0}, "end"),  # no length
+    ({"end": T0 + 25 * 3600}, "end"),  # longer than --max-duration-hours
+    ({"status": "trash"}, "status"),
+    ({"start": "1066-10-14T09:00:00Z", "end": "1066-10-14T10:00:00Z"}, "start"),
+])
+@pytest.mark.gen_test(timeout=10)
+async def test_unknown_ids_and_impossible_ranges_are_400_naming_the_field(server, db, body, field):
+    desk(db)
+    resp = await call(server, "POST", "/api/appointments", {"start": T0, "end": T0 + 3600, **body})
+    assert resp.status == 400 and field in resp.json()["data"]["params"]
+    assert execute(db, "SELECT count(*) FROM appointments") == [(0,)]
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_all_day_may_be_long_and_patch_checks_the_merged_row(server, db):
+    desk(db)
+    two_days = await call(server, "POST", "/api/appointments",
+                          {"start": T0, "end": T0 + 2 * 86400, "all_day": True, "staff_ids": [5]})
+    assert two_days.status == 201
+    aid = two_days.json()["id"]
+    no_longer = await call(server, "PATCH", f"/api/appointments/{aid}", {"all_day": False})
+    assert no_longer.status == 400 and list(no_longer.json()["data"]["params"]) == ["end"]
+    rule = int(execute(db, "INSERT INTO availabilities (scope, title, range_type, from_range, to_range)"
+                           " VALUES ('global', 'x', 'days', '1', '1') RETURNING id")[0][0])
+    staff = await call(server, "PATCH", f"/api/availabilities/{rule}", {"scope": "staff"})
+    assert staff.status == 400 and list(staff.json()["data"]["params"]) == ["staff_id"]
+    unreadable = await call(server, "PATCH", f"/api/availabilities/{rule}", {"range_type": "time"})
+    assert unreadable.status == 400 and list(unreadable.json()["data"]["params"]) == ["from_range"]
+    assert execute(db, "SELECT version FROM availabilities") == [(1,)]
+
+
+def seed_rules(db: str) -> dict[str, int]:
+    """The demo seed's opening hours and closed Sundays, and a holiday."""
+    ids = {}
+    for title, scope, staff, kind, first, last, appointable, priority in (
+            ("Opening hours", "global", None, "time", "09:00", "18:00", True, 10),
+            ("Sundays off", "global", None, "days", "7", "7", False, 5),
+            ("Holiday", "staff", 6, "custom", "2024-12-03", "2024-12-04", False, 5)):
+        ids[title] = int(execute(
+            db, "INSERT INTO availabilities (scope, staff_id, title, range_type, from_range, to_range,"
+                " appointable, priority) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (scope, staff, title, kind, first, last, appointable, priority))[0][0])
+    return ids
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_sunday_booking_is_409_naming_the_rule_and_an_override_books_it(server, db):
+    desk(db)
+    rules = seed_rules(db)
+    sunday = {"start": "2024-12-08T10:00:00Z", "end": "2024-12-08T11:00:00Z", "staff_ids": [5]}
+    refused = await call(server, "POST", "/api/appointments", sunday)
+    assert refused.status == 409
+    err = refused.json()
+    assert err["code"] == "rest_unavailable"
+    assert err["data"]["rule"]["id"] == rules["Sundays off"] and err["data"]["rule"]["title"] == "Sundays off"
+    evening = await call(server, "POST", "/api/appointments",
+                         {**sunday, "start": "2024-12-02T18:30:00Z", "end": "2024-12-02T19:00:00Z"})
+    assert evening.status == 409 and evening.json()["data"]["rule"]["title"] == "Opening hours"
+    holiday = await call(server, "POST", "/api/appointments",
+                         {**sunday, "start": "2024-12-03T10:00:00Z", "end": "2024-12-03T11:00:00Z",
+                          "staff_ids": [6]})
+    assert holiday.status == 409 and holiday.json()["data"]["rule"]["id"] == rules["Holiday"]
+    assert execute(db, "SELECT count(*) FROM appointments") == [(0,)]
+    forced = await call(server, "POST", "/api/appointments", {**sunday, "override_availability": True})
+    assert forced.status == 201
+    # Marking it paid is not a move: no rule is asked; moving it is.
+    aid = forced.json()["id"]
+    assert (await call(server, "PATCH", f"/api/appointments/{aid}", {"status": "paid"})).status == 200
+    moved = await call(server, "PATCH", f"/api/appointments/{aid}",
+                       {"start": "2024-12-08T12:00:00Z", "end": "2024-12-08T13:00:00Z"})
+    assert moved.status == 409 and moved.json()["data"]["rule"]["title"] == "Sundays off"
+    monday = await call(server, "PATCH", f"/api/appointments/{aid}",
+                        {"start": "2024-12-09T12:00:00Z", "end": "2024-12-09T13:00:00Z"})
+    assert monday.status == 200
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_unavailable_time_for_the_calendar_to_draw(server, db):
+    rules = seed_rules(db)
+    resp = await call(server, "GET", "/api/unavailable?start=2024-12-03T00:00:00Z&end=2024-12-04T00:00:00Z"
+                                     "&staff_ids=5,6")
+    assert resp.status == 200
+    body = resp.json()
+    day = 1733184000  # 2024-12-03T00:00:00Z
+    by_staff = {s: [(c["start"] - day, c["end"] - day, c["rule"]["id"]) for c in body["closed"]
+                    if c["staff_id"] == s] for s in (None, 5, 6)}
+    hours = rules["Opening hours"]
+    assert by_staff[None] == by_staff[5] == [(0, 9 * 3600, hours), (18 * 3600, 24 * 3600, hours)]
+    assert by_staff[6] == [(0, 24 * 3600, rules["Holiday"])]
+    bad = await call(server, "GET", "/api/unavailable?start=2024-12-03T00:00:00Z&end=2025-12-03T00:00:00Z")
+    assert bad.status == 400 and list(bad.json()["data"]["params"]) == ["end"]
+
+
+# -- idempotent creates -----------------------------------------------------------------
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_idempotent_post_sent_twice_creates_one_row_and_answers_the_same(server, db):
+    desk(db)
+    body = {"start": T0, "end": T0 + 3600, "staff_ids": [5]}
+    key = {"Idempotency-Key": "booking-7f3a"}
+    first = await call(server, "POST", "/api/appointments", body, key)
+    again = await call(server, "POST", "/api/appointments", body, key)
+    assert first.status == again.status == 201
+    assert again.json() == first.json() and again.headers["event-id"] == first.headers["event-id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert execute(db, "SELECT count(*) FROM appointments") == [(1,)]
+    other = await call(server, "POST", "/api/appointments", {**body, "start": T0 + 7200, "end": T0 + 9000}, key)
+    assert other.status == 422 and other.json()["code"] == "rest_idempotency_key_reused"
+    # Keys belong to their token's subject: another client's same key is its own.
+    theirs = await call(server, "POST", "/api/appointments", {**body, "start": T0 + 7200, "end": T0 + 9000},
+                        key, token=admin_token(sub="web-shop"))
+    assert theirs.status == 201
+    bad = await call(server, "POST", "/api/appointments", body, {"Idempotency-Key": "x" * 201})
+    assert bad.status == 400 and list(bad.json()["data"]["params"]) == ["Idempotency-Key"]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_concurrent_posts_with_one_key_create_one_row(server, db):
+    desk(db)
+    body = {"start": T0, "end": T0 + 3600, "staff_ids": [5], "overlap_allowed": True}
+    answers = await asyncio.gather(*[
+        call(server, "POST", "/api/appointments", body, {"Idempotency-Key": "retry-storm"}) for _ in range(5)])
+    assert [a.status for a in answers] == [201] * 5
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert execute(db, "SELECT count(*) FROM appointments") == [(1,)]
+    # Pruned with the event log's retention once 24 hours old.
+    execute(db, "UPDATE api_idempotency SET created_at = now() - interval '25 hours'")
+    execute(db, "UPDATE sse_retention SET last_run_at = 'epoch'")  # due now, not in an hour
+    execute(db, "SELECT tornado_sse_prune_due('7 days', '1 hour')")
+    assert execute(db, "SELECT count(*) FROM api_idempotency") == [(0,)]

@@ -12,7 +12,13 @@ from tornado.web import Application, HTTPError, RequestHandler, StaticFileHandle
 from .auth import redact_uri
 from .context import Context
 from .errors import ApiError, not_found
-from .handlers.api import AppointmentHandler, AppointmentsHandler, AvailabilitiesHandler, AvailabilityHandler
+from .handlers.api import (
+    AppointmentHandler,
+    AppointmentsHandler,
+    AvailabilitiesHandler,
+    AvailabilityHandler,
+    UnavailableHandler,
+)
 from .handlers.base import BaseHandler
 from .handlers.directory import DirectoryHandler
 from .handlers.health import HealthHandler, MetricsHandler
@@ -111,6 +117,7 @@ def make_app(ctx: Context) -> Application:
         (r"/api/appointments" + item, AppointmentHandler, {"ctx": ctx}),
         (r"/api/availabilities", AvailabilitiesHandler, {"ctx": ctx}),
         (r"/api/availabilities" + item, AvailabilityHandler, {"ctx": ctx}),
+        (r"/api/unavailable", UnavailableHandler, {"ctx": ctx}),
         (r"/api/directory", DirectoryHandler, {"ctx": ctx}),
         (r"/", CalendarHandler, {"path": str(STATIC / "calendar.html")}),
         (r"/static/(.*)", StaticFiles, {"path": str(STATIC)}),

@@ -409,3 +409,55 @@ async def _returning(conn: AsyncConnection[Any], query: sql.Composed,
 def _payload(value: Any) -> dict[str, Any]:
     payload: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
     return payload
+
+
+# -- what the write checks read (SPEC §8) -------------------------------------------
+
+#: Directory table of each reference field.
+_DIRECTORY = {"staff_ids": "staff", "staff_id": "staff", "product_id": "products", "customer_id": "customers"}
+
+
+async def unknown_references(conn: AsyncConnection[Any], refs: dict[str, Any]) -> dict[str, str]:
+    """The fields of ``refs`` (field -> id, ids or None) naming ids the
+    directory does not know, with the unknown ids (the directory is the
+    reference for the API; psql may still write anything)."""
+    errors: dict[str, str] = {}
+    for field, value in refs.items():
+        ids = [value] if isinstance(value, int) else list(value or [])
+        if not ids:
+            continue
+        cur = await conn.execute(sql.SQL(
+            "SELECT coalesce(array_agg(x ORDER BY x), '{{}}') FROM unnest(%s::bigint[]) AS x"
+            " WHERE NOT EXISTS (SELECT 1 FROM {} AS d WHERE d.id = x)").format(
+                sql.Identifier(_DIRECTORY[field])), (ids,))
+        row = await cur.fetchone()
+        missing = list(row[0]) if row is not None else []
+        if missing:
+            errors[field] = f"{field}: unknown id(s) {', '.join(map(str, missing))} (not in the directory)."
+    return errors
+
+
+async def availability_rules(conn: AsyncConnection[Any], *, product_id: int | None,
+                             staff_ids: list[int] | None) -> tuple[str, float, list[dict[str, Any]]]:
+    """The database's time zone (name and current UTC offset in seconds) and
+    the rules over a booking of ``product_id`` with ``staff_ids`` (None:
+    every staff member's rules)."""
+    cur = await conn.execute("SELECT current_setting('TimeZone'), extract(timezone FROM now())::float8")
+    zone = await cur.fetchone()
+    assert zone is not None
+    async with conn.cursor(row_factory=dict_row) as rcur:
+        await rcur.execute(
+            "SELECT id, scope, product_id, staff_id, title, range_type, from_range, to_range, appointable,"
+            " priority, ordering, rrule FROM availabilities"
+            " WHERE scope = 'global' OR (scope = 'product' AND product_id = %s)"
+            " OR (scope = 'staff' AND (%s::bigint[] IS NULL OR staff_id = ANY(%s::bigint[])))",
+            (product_id, staff_ids, staff_ids))
+        rules = await rcur.fetchall()
+    return str(zone[0]), float(zone[1]), rules
+
+
+async def read_rules(pool: AsyncConnectionPool, limits: Limits, *, product_id: int | None,
+                     staff_ids: list[int] | None) -> tuple[str, float, list[dict[str, Any]]]:
+    """:func:`availability_rules` in a transaction of its own (for reads)."""
+    async with _transaction(pool, limits) as conn:
+        return await availability_rules(conn, product_id=product_id, staff_ids=staff_ids)

@@ -70,6 +70,7 @@ class Settings:
     pool_size: int = 10  # database connections per process for requests
     db_lock_timeout: float = 3.0  # seconds a write waits for a row lock (0: no limit)
     db_statement_timeout: float = 10.0  # seconds a write or snapshot statement may run (0: no limit)
+    max_duration_hours: float = 24.0  # longest appointment the write API books, unless all-day
     embedded_idle_timeout: float = 600.0  # seconds a transaction may idle in the embedded DB, 0 = off
     header_timeout: float = 10.0  # s for complete request headers (new or kept-alive connection)
     body_timeout: float = 30.0  # s for a request body
@@ -166,6 +167,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("pool_size", _int, "database connections per server process for requests (the listener has its own)"),
     ("db_lock_timeout", _float, "seconds a write waits for a row lock before 503 (0: no limit)"),
     ("db_statement_timeout", _float, "seconds a write or snapshot statement may run before 503 (0: no limit)"),
+    ("max_duration_hours", _float, "longest appointment the write API accepts, hours (all-day ones excepted)"),
     ("embedded_idle_timeout", _float, "embedded PostgreSQL: end a session idle in a transaction this long, s (0: off)"),
     ("header_timeout", _float, "seconds for complete request headers on a new or kept-alive connection (0: no limit)"),
     ("body_timeout", _float, "seconds for a request body (0: no limit)"),
@@ -287,6 +289,8 @@ def _validate(s: Settings) -> None:
             raise bad(name, "must not be negative")
     if s.retention <= 0:
         raise bad("retention", "must be more than 0 days")
+    if not 0 < s.max_duration_hours <= 24 * 366:
+        raise bad("max_duration_hours", "must be more than 0 and at most 8784 hours (a year)")
     if not 0 <= s.embedded_idle_timeout <= 2_147_483:  # the server's limit: 2^31-1 ms
         raise bad("embedded_idle_timeout", "must be 0 (off) to 2147483 seconds")
     if s.max_body_size < 1024:

@@ -202,11 +202,8 @@ def appointment_columns(body: Any, *, partial: bool, errors: dict[str, str]) -> 
 def availability_columns(body: Any, *, partial: bool, errors: dict[str, str]) -> dict[str, Any]:
     """Columns to write for an availability rule; problems go to ``errors``."""
     values = _columns(body, _AVAILABILITY, (), errors)
-    scope = values.get("scope")
-    if scope == "staff" and values.get("staff_id") is None and not partial:
-        errors["staff_id"] = "a staff rule needs staff_id."
-    if scope == "product" and values.get("product_id") is None and not partial:
-        errors["product_id"] = "a product rule needs product_id."
+    if not partial:  # a PATCH is checked merged with the stored rule
+        errors.update(availability_row_errors(values))
     return values
 
 
@@ -233,3 +230,78 @@ def if_match(raw: str) -> frozenset[int] | None:
             raise Invalid('must be "*" or quoted versions like "3" (strong entity tags)')
         versions.add(int(inner))
     return frozenset(versions)
+
+
+#: Years the write API books in: a typo (year 20244 as epoch milliseconds,
+#: a zero epoch) is refused rather than booked (parse_time alone allows
+#: 1-9999, which snapshots and psql keep).
+WRITE_YEARS = (1900, 2200)
+
+
+def appointment_row_errors(row: dict[str, Any], changed: dict[str, Any], *, creating: bool,
+                           max_duration: dt.timedelta) -> dict[str, str]:
+    """Problems of an appointment as it would be after a write (SPEC §8).
+
+    ``row`` is the whole row (on PATCH: the stored row merged with the
+    change), ``changed`` the columns the request sets. The time rules apply
+    when the request sets a time or all_day, so a row psql wrote long ago
+    can still be marked paid; a new appointment cannot start in the trash.
+    """
+    errors: dict[str, str] = {}
+    if creating and row.get("status") == "trash":
+        errors["status"] = "status a new appointment cannot be trash."
+    for field, column in (("start", "start_at"), ("end", "end_at")):
+        value = changed.get(column)
+        if isinstance(value, dt.datetime) and not WRITE_YEARS[0] <= value.year <= WRITE_YEARS[1]:
+            errors[field] = f"{field} must be in the years {WRITE_YEARS[0]} to {WRITE_YEARS[1]}."
+    if errors or not {"start_at", "end_at", "all_day"} & changed.keys():
+        return errors
+    start, end, all_day = row.get("start_at"), row.get("end_at"), bool(row.get("all_day"))
+    if not isinstance(start, dt.datetime) or not isinstance(end, dt.datetime):
+        return errors
+    if all_day:
+        if end < start:
+            errors["end"] = "end must not be before start."
+    elif end <= start:
+        errors["end"] = "end must be after start (only an all-day appointment may have no length)."
+    elif end - start > max_duration:
+        hours = max_duration.total_seconds() / 3600
+        errors["end"] = f"an appointment may last at most {hours:g} hours unless it is all-day."
+    return errors
+
+
+def availability_row_errors(row: dict[str, Any]) -> dict[str, str]:
+    """Problems of an availability rule as it would be after a write: a
+    staff rule needs its staff member, a product rule its product (checked
+    on the merged row, so PATCH {"scope": "staff"} on a global rule is 400)."""
+    errors: dict[str, str] = {}
+    if row.get("scope") == "staff" and row.get("staff_id") is None:
+        errors["staff_id"] = "a staff rule needs staff_id."
+    if row.get("scope") == "product" and row.get("product_id") is None:
+        errors["product_id"] = "a product rule needs product_id."
+    return errors
+
+
+#: Idempotency-Key (SPEC §8): at most this many characters, printable ASCII.
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def idempotency_key(raw: str) -> str:
+    """The key as sent, or :class:`Invalid` (empty, too long, not printable
+    ASCII: it is stored and compared byte for byte)."""
+    if not 0 < len(raw) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in raw):
+        raise Invalid(f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+    return raw
+
+
+def pop_override(body: Any, errors: dict[str, str]) -> bool:
+    """Take ``override_availability`` (SPEC §8: an admin books closed time
+    on purpose) out of an appointment body: it is a request flag, not a
+    column."""
+    if not isinstance(body, dict) or "override_availability" not in body:
+        return False
+    value = body.pop("override_availability")
+    if not isinstance(value, bool):
+        errors["override_availability"] = "override_availability must be true or false."
+        return False
+    return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,9 +25,20 @@ from tornado.iostream import StreamClosedError
 
 from .. import calendar_rows as rows
 from ..auth import Principal
+from ..availability import Rule, closed_intervals, zone
 from ..context import Context
 from ..errors import ApiError, forbidden, invalid_params
-from ..validation import Invalid, appointment_columns, availability_columns, if_match, parse_time
+from ..validation import (
+    MAX_STAFF_IDS,
+    Invalid,
+    appointment_columns,
+    availability_columns,
+    idempotency_key,
+    if_match,
+    parse_time,
+    pop_override,
+)
+from ..write_checks import appointment_check, availability_check
 from .base import BaseHandler
 
 log = logging.getLogger("tornado_sse.api")
@@ -106,11 +118,49 @@ class ResourceHandler(BaseHandler):
             self.set_header("Idempotent-Replayed", "true")
         self.write_json(written.row, written.status)
 
-    def values(self, *, partial: bool) -> dict[str, Any]:
+    def values(self, body: Any, *, partial: bool) -> tuple[dict[str, Any], bool]:
+        """The columns a body sets, and whether it overrides availability."""
         errors: dict[str, str] = {}
-        values = type(self).columns(self.json_body(), partial=partial, errors=errors)
+        override = pop_override(body, errors) if self.table is rows.APPOINTMENTS else False
+        values = type(self).columns(body, partial=partial, errors=errors)
         self.check(errors)
-        return values
+        return values, override
+
+    def write_check(self, body: Any, values: dict[str, Any], *, creating: bool, override: bool) -> rows.Check:
+        if self.table is rows.APPOINTMENTS:
+            return appointment_check(
+                values, creating=creating, override=override,
+                max_duration=dt.timedelta(hours=self.ctx.settings.max_duration_hours),
+                staff_field="staff_id" if isinstance(body, dict) and "staff_id" in body else "staff_ids")
+        return availability_check(values)
+
+    def idempotency(self, principal: Principal, body: Any) -> rows.Idempotency | None:
+        """The POST's Idempotency-Key, scoped to the token's subject (one
+        client's keys never answer another's), with a hash of the request."""
+        raw = self.request.headers.get("Idempotency-Key")
+        if raw is None:
+            return None
+        try:
+            key = idempotency_key(raw)
+        except Invalid as exc:
+            raise invalid_params({"Idempotency-Key": f"Idempotency-Key {exc}."}) from None
+        who = principal.subject if principal.subject is not None else (principal.staff_id or "")
+        request = f"{self.request.method} {self.request.path}\n" + json.dumps(
+            body, sort_keys=True, separators=(",", ":"))
+        return rows.Idempotency(subject=f"{principal.role}:{who}", key=key,
+                                request_hash=hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest())
+
+    async def create(self) -> None:
+        """POST: check, insert, answer (SPEC §8), idempotently with a key."""
+        principal = self.admin()
+        body = self.json_body()
+        idem = self.idempotency(principal, body)
+        values, override = self.values(body, partial=False)
+        if self.table is rows.APPOINTMENTS:
+            values.setdefault("status", "confirmed")
+        self.answer(await self.write_through(rows.create(
+            self.ctx.pool, self.table, values, self.writer(principal), idempotency=idem,
+            check=self.write_check(body, values, creating=True, override=override))))
 
     async def write_through(self, op: Awaitable[T]) -> T:
         """Run a write; constraint violations become a 400 naming the field.
@@ -217,11 +267,7 @@ class AppointmentsHandler(ResourceHandler):
         await self.snapshot("appointments", rows.appointments(self.ctx.pool, rng, self.limits))
 
     async def post(self) -> None:
-        principal = self.admin()
-        values = self.values(partial=False)
-        values.setdefault("status", "confirmed")
-        self.answer(await self.write_through(
-            rows.create(self.ctx.pool, self.table, values, self.writer(principal))))
+        await self.create()
 
     def _time_arg(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
         raw = self.get_query_argument(name, None)
@@ -248,9 +294,7 @@ class AvailabilitiesHandler(ResourceHandler):
         await self.snapshot("availabilities", rows.availabilities(self.ctx.pool, scope, self.limits))
 
     async def post(self) -> None:
-        principal = self.admin()
-        self.answer(await self.write_through(
-            rows.create(self.ctx.pool, self.table, self.values(partial=False), self.writer(principal))))
+        await self.create()
 
 
 class ItemHandler(ResourceHandler):
@@ -269,9 +313,11 @@ class ItemHandler(ResourceHandler):
     async def patch(self, row_id: str) -> None:
         principal = self.admin()
         expect = self.expected_version()
-        values = self.values(partial=True)
+        body = self.json_body()
+        values, override = self.values(body, partial=True)
         written = await self.write_through(rows.update(
-            self.ctx.pool, self.table, int(row_id), values, self.writer(principal), expect=expect))
+            self.ctx.pool, self.table, int(row_id), values, self.writer(principal), expect=expect,
+            check=self.write_check(body, values, creating=False, override=override)))
         if written is None:
             raise self.not_found(int(row_id))
         self.answer(written)
@@ -309,3 +355,69 @@ def actor_json(principal: Principal) -> str:
     if principal.staff_id is not None:
         actor["staff_id"] = principal.staff_id
     return json.dumps(actor, separators=(",", ":"))
+
+
+#: The longest range /api/unavailable answers for (a calendar shows a week
+#: or a month).
+MAX_UNAVAILABLE_SPAN = dt.timedelta(days=62)
+
+
+class UnavailableHandler(BaseHandler):
+    """``GET /api/unavailable?start=&end=[&staff_ids=1,2][&product_id=]``:
+    the time the availability rules close, for a calendar to draw.
+
+    Evaluated by the same module as the write API's 409 ``rest_unavailable``
+    (tornado_sse/availability.py), so what is drawn closed is what the API
+    refuses. Entries with ``staff_id`` null are closed for everyone (global
+    rules, and the product's when ``product_id`` is given); entries with a
+    ``staff_id`` are closed for that staff member (their own rules and the
+    global ones). Times are epoch seconds.
+    """
+
+    async def get(self) -> None:
+        self.principal()  # every staff member sees every rule (SPEC §4)
+        errors: dict[str, str] = {}
+        start, end = self._time("start", errors), self._time("end", errors)
+        product_id = self.int_arg("product_id", errors, minimum=1)
+        staff_ids: list[int] = []
+        for part in (self.get_query_argument("staff_ids", "") or "").split(","):
+            if part.strip():
+                staff = self.int_arg("staff_ids", errors, minimum=1, value=part.strip())
+                if staff is not None:
+                    staff_ids.append(staff)
+        if len(staff_ids) > MAX_STAFF_IDS:
+            errors["staff_ids"] = f"staff_ids may name at most {MAX_STAFF_IDS} staff members."
+        if start is not None and end is not None and not errors:
+            if end <= start:
+                errors["end"] = "end must be after start."
+            elif end - start > MAX_UNAVAILABLE_SPAN:
+                errors["end"] = f"the range may span at most {MAX_UNAVAILABLE_SPAN.days} days."
+        self.check(errors)
+        assert start is not None and end is not None
+        settings = self.ctx.settings
+        name, offset, found = await rows.read_rules(
+            self.ctx.pool, rows.Limits(settings.db_lock_timeout, settings.db_statement_timeout),
+            product_id=product_id, staff_ids=staff_ids)
+        rules = [Rule.from_row(r) for r in found]
+        tz = zone(name, offset)
+        closed: list[dict[str, Any]] = []
+        for staff in [None, *dict.fromkeys(staff_ids)]:
+            for gap in closed_intervals(rules, start, end, tz, product_id=product_id,
+                                         staff_ids=[] if staff is None else [staff]):
+                closed.append({"staff_id": staff, "start": int(gap.start.timestamp()),
+                               "end": int(gap.end.timestamp()), "rule": gap.rule.summary(),
+                               "outside": gap.outside})
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"timezone": name, "start": int(start.timestamp()), "end": int(end.timestamp()),
+                         "closed": closed})
+
+    def _time(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            errors[name] = f"{name} is required."
+            return None
+        try:
+            return parse_time(raw)
+        except Invalid as exc:
+            errors[name] = f"{name} {exc}."
+            return None
