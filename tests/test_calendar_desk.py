@@ -38,6 +38,8 @@ from tests.fix_server import staff_token
 pytestmark = pytest.mark.browser
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: Events name their actor once sql/004 (branch bridge) is in (issue 20).
+HAVE_ACTORS = any(p.name.startswith("004_") for p in (DOCS.parent / "sql").iterdir())
 #: Anna Berg's haircut with Jonas, as the cards of tests/fix_directory.py's desk read.
 ANNA: dict[str, Any] = {"customer_id": 1000, "product_id": 101, "staff_ids": [1]}
 ANNA_CARD = "Anna Berg · Haircut 45 min · Jonas"
@@ -281,7 +283,9 @@ async def test_a_live_move_flashes_the_card_and_adds_exactly_one_activity_line(c
     await flashing(tab, moved)
     lines = await tab.call("activity")
     assert len(lines) == 2
-    assert re.fullmatch(r"\d\d:\d\d Anna Berg moved to 11:00 by \S+ \(database\)", lines[0]), lines
+    # Who: the database user that wrote it, once events carry actors (sql/004).
+    by = r" by \S+ \(database\)" if HAVE_ACTORS else ""
+    assert re.fullmatch(r"\d\d:\d\d Anna Berg moved to 11:00" + by, lines[0]), lines
     assert (await tab.call("appointment", moved))["start"] == int(at(week_start, 2, 11).timestamp())
     await flashing(tab, moved, on=False)
 
@@ -290,7 +294,7 @@ async def test_a_live_move_flashes_the_card_and_adds_exactly_one_activity_line(c
     await tab.wait("() => document.querySelector('.tsse-fade-out') !== null", timeout=5000)
     assert await tab.shown_ids() == set()
     lines = await tab.call("activity")
-    assert len(lines) == 3 and re.fullmatch(r"\d\d:\d\d Anna Berg deleted by \S+ \(database\)", lines[0]), lines
+    assert len(lines) == 3 and re.fullmatch(r"\d\d:\d\d Anna Berg deleted" + by, lines[0]), lines
     assert await tab.page.get_attribute("#activity", "aria-live") == "polite"
     assert await tab.page.get_attribute("#status-badge", "aria-live") == "polite"
 

@@ -2,16 +2,15 @@
 real headless Chromium against a real server and PostgreSQL.
 
 The page's side of SPEC §8: a stale write gets the conflict dialog instead
-of overwriting, a double booking is named and booked only on purpose, the
-panel offers only the actions that fit, a drag across staff columns
-reassigns, the activity list says who did what and when, and both views
-shade the time the availability rules close (availability.js, whose rule
-reading is checked here on its own, in the browser that runs it).
+of overwriting, a double booking is named and booked only on purpose, a
+lost answer to a booking books once, the panel offers only the actions
+that fit, a drag across staff columns reassigns, the activity list says
+who did what and when, and both views shade the time the availability
+rules close (as the server's GET /api/unavailable reports it).
 
 The page's test surface: ``#ask`` (the one dialog for confirmations and
 conflicts, ``data-kind`` says which; its buttons carry ``data-answer``),
-``#details-actions button[data-action]``, ``window.tsse`` (calendar.js)
-and ``TsseAvailability.closed`` (availability.js).
+``#details-actions button[data-action]`` and ``window.tsse`` (calendar.js).
 """
 
 from __future__ import annotations
@@ -35,8 +34,11 @@ from tests.fix_server import admin_token
 
 pytestmark = pytest.mark.browser
 
-STATIC = Path(__file__).resolve().parent.parent / "tornado_sse" / "static"
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+#: Events name their actor once sql/004 (branch bridge) is in; until then the
+#: page says nothing about who (it never guesses), and these tests check that.
+HAVE_ACTORS = any(p.name.startswith("004_") for p in (ROOT / "sql").iterdir())
 ANNA: dict[str, Any] = {"customer_id": 1000, "product_id": 101, "staff_ids": [1]}
 
 
@@ -56,97 +58,11 @@ async def open_panel(tab: CalendarPage, appointment_id: int) -> None:
                    " && document.getElementById('details-body').innerText.includes('#' + id)", appointment_id)
 
 
-# -- the rules, read in the page ----------------------------------------------------
-
-CLOSED = """([rules, from, to, ctx]) => TsseAvailability.closed(rules, new Date(from), new Date(to), ctx)
-    .map(c => [c.start.toISOString().slice(5, 16), c.end.toISOString().slice(5, 16),
-               (c.outside ? '~' : '') + c.rule.title])"""
-
-
-def rule(title: str, range_type: str, from_range: str, to_range: str, appointable: bool = False,
-         priority: int = 10, scope: str = "global", **cols: Any) -> dict[str, Any]:
-    return {"id": abs(hash(title)) % 10_000, "scope": scope, "product_id": None, "staff_id": None,
-            "title": title, "range_type": range_type, "from_range": from_range, "to_range": to_range,
-            "appointable": appointable, "priority": priority, "ordering": 0, "rrule": None, **cols}
-
-
-OPENING = rule("Opening hours", "time", "09:00", "18:00", appointable=True)
-SUNDAYS = rule("Sundays off", "days", "7", "7", priority=5)
-# 2026-11-18 is a Wednesday; the page runs in UTC (tests/fix_browser.py).
-WED, THU, SUN, MON = "2026-11-18T00:00", "2026-11-19T00:00", "2026-11-22T00:00", "2026-11-23T00:00"
-
-RULE_CASES = [  # rules, from, to, context, closed intervals [start, end, deciding rule (outside it: "~")]
-    pytest.param([OPENING], WED, THU, {},
-                 [["11-18T00:00", "11-18T09:00", "~Opening hours"], ["11-18T18:00", "11-19T00:00", "~Opening hours"]],
-                 id="opening hours close the rest of the day"),
-    pytest.param([OPENING, SUNDAYS], SUN, MON, {}, [["11-22T00:00", "11-23T00:00", "Sundays off"]],
-                 id="a closed weekday beats opening hours by priority"),
-    pytest.param([OPENING, SUNDAYS, rule("Sunday market", "time:7", "10:00", "14:00", True, 1, "staff", staff_id=2)],
-                 SUN, MON, {"staffId": 2}, [["11-22T00:00", "11-23T00:00", "Sundays off"]],
-                 id="a staff rule cannot open the shop's closed day"),
-    pytest.param([OPENING, rule("Holiday", "custom", "2026-11-18", "2026-11-19", scope="staff", staff_id=3)],
-                 WED, THU, {"staffId": 3},
-                 [["11-18T00:00", "11-18T09:00", "~Opening hours"], ["11-18T09:00", "11-18T18:00", "Holiday"],
-                  ["11-18T18:00", "11-19T00:00", "~Opening hours"]],
-                 id="a staff member's holiday closes an open day"),
-    pytest.param([rule("Short day", "time", "10:00", "12:00", True, scope="staff", staff_id=2),
-                  rule("Not Friday", "days", "5", "5", priority=1, scope="staff", staff_id=2)],
-                 THU, "2026-11-21T00:00", {"staffId": 2},
-                 [["11-19T00:00", "11-19T10:00", "~Short day"], ["11-19T12:00", "11-20T00:00", "~Short day"],
-                  ["11-20T00:00", "11-21T00:00", "Not Friday"]],
-                 id="within a layer the lowest priority number decides"),
-    pytest.param([rule("Night", "time", "22:00", "06:00")], WED, THU, {},
-                 [["11-18T00:00", "11-18T06:00", "Night"], ["11-18T22:00", "11-19T00:00", "Night"]],
-                 id="overnight time"),
-    pytest.param([rule("Team meeting", "time:3", "13:00", "14:30")], "2026-11-17T00:00", "2026-11-20T00:00", {},
-                 [["11-18T13:00", "11-18T14:30", "Team meeting"]], id="time on one weekday"),
-    pytest.param([rule("Holiday", "custom", "2026-11-18", "2026-11-19", scope="staff", staff_id=3)],
-                 "2026-11-17T00:00", "2026-11-21T00:00", {"staffId": 3},
-                 [["11-18T00:00", "11-20T00:00", "Holiday"]], id="custom dates, both days included"),
-    pytest.param([rule("Holiday", "custom", "2026-11-18", "2026-11-19", scope="staff", staff_id=3)],
-                 WED, THU, {"staffId": 1}, [], id="another staff member's rule does not apply"),
-    pytest.param([rule("Product pause", "time", "12:00", "13:00", scope="product", product_id=101)],
-                 WED, THU, {"productId": 101}, [["11-18T12:00", "11-18T13:00", "Product pause"]],
-                 id="a product's rule applies to that product"),
-    pytest.param([rule("Inventory", "custom:daterange", "2026-11-18 10:00", "2026-11-19 12:30")],
-                 WED, "2026-11-20T00:00", {}, [["11-18T10:00", "11-19T12:30", "Inventory"]], id="date-time range"),
-    pytest.param([rule("Winter", "months", "12", "1")], "2026-11-30T00:00", "2026-12-02T00:00", {},
-                 [["12-01T00:00", "12-02T00:00", "Winter"]], id="months, wrapping the year"),
-    pytest.param([rule("Week 47", "weeks", "47", "47")], "2026-11-15T00:00", "2026-11-17T00:00", {},
-                 [["11-16T00:00", "11-17T00:00", "Week 47"]], id="ISO weeks"),
-    pytest.param([rule("Christmas", "rrule", "2024-12-24", "2024-12-26",
-                       rrule="FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=24")],
-                 "2026-12-23T00:00", "2026-12-28T00:00", {}, [["12-24T00:00", "12-27T00:00", "Christmas"]],
-                 id="yearly rrule lasting through to_range's offset"),
-    pytest.param([rule("Every other Monday", "rrule", "2026-11-02", "2026-11-02", rrule="FREQ=WEEKLY;INTERVAL=2")],
-                 "2026-11-09T00:00", "2026-11-17T00:00", {}, [["11-16T00:00", "11-17T00:00", "Every other Monday"]],
-                 id="weekly rrule with an interval"),
-    pytest.param([rule("Mystery", "lunar", "1", "2")], WED, THU, {}, [], id="an unknown type closes nothing"),
-]
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_the_rules_close_what_each_range_type_says(chromium):
-    """One page, every case: availability.js is pure, so it needs no server."""
-    session = await chromium.session()
-    page = await session.context.new_page()
-    await page.add_script_tag(path=str(STATIC / "availability.js"))
-    failures = []
-    for case in RULE_CASES:
-        rules, start, end, ctx, expected = case.values
-        got = await page.evaluate(CLOSED, [rules, start, end, ctx])
-        if got != expected:
-            failures.append(f"{case.id}: {got} != {expected}")
-    assert failures == []
-    unknown = await page.evaluate("rules => TsseAvailability.unknownRules(rules).map(r => r.title)",
-                                  [OPENING, rule("Mystery", "lunar", "1", "2")])
-    assert unknown == ["Mystery"]
-
-
 # -- status actions that mean what they say ----------------------------------------
 
 EXPECTED_ACTIONS = [  # status, customer status, what the panel offers
-    ("pending-confirmation", "expected", ["edit", "confirm", "paid", "arrived", "no-show", "cancel", "trash", "delete"]),
+    ("pending-confirmation", "expected",
+     ["edit", "confirm", "paid", "arrived", "no-show", "cancel", "trash", "delete"]),
     ("paid", "expected", ["edit", "complete", "arrived", "no-show", "cancel", "trash", "delete"]),
     ("confirmed", "arrived", ["edit", "paid", "complete", "no-show", "expected", "cancel", "trash", "delete"]),
     ("cancelled", "expected", ["edit", "restore", "trash", "delete"]),
@@ -164,7 +80,7 @@ async def test_the_panel_offers_only_the_actions_that_fit_and_cancel_asks_first(
            for n, (status, arrival, _) in enumerate(EXPECTED_ACTIONS)]
     for i in ids:
         await tab.wait_shown(i)
-    for i, (status, _, actions) in zip(ids, EXPECTED_ACTIONS):
+    for i, (status, _, actions) in zip(ids, EXPECTED_ACTIONS, strict=True):
         await open_panel(tab, i)
         assert await offered(tab) == actions, status
 
@@ -227,9 +143,7 @@ async def test_dragging_a_card_into_another_staff_column_reassigns_it(chromium, 
     await tab.page.click("#view-staff")
     source = card(tab, moved, '#staff-day-columns [data-staff-id="1"]')
     await source.wait_for(timeout=5000)
-    await source.scroll_into_view_if_needed()
-
-    box = await source.bounding_box()
+    box = await source.bounding_box()  # 10:00 is in view: the day opens scrolled to 08:00
     target = await column_box(tab, 2)  # Mia
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + 8
@@ -273,7 +187,8 @@ async def test_the_staff_day_and_the_week_shade_unavailable_time(chromium, make_
                                      dt.timezone.utc).timestamp())
     for staff, hour, customer, product in [(1, 9.5, 1001, 101), (2, 10, 1002, 102), (4, 14, 1003, 103),
                                            (1, 16, 1004, 101)]:
-        book(db, monday, 0, hour, hours=1, staff_ids=[staff], customer_id=customer, product_id=product)
+        book(db, monday, 0, hour, hours=1, staff_ids=[staff], customer_id=customer, product_id=product,
+             overlap_allowed=False)
     await tab.page.click("#view-staff")
     await tab.page.locator("#staff-day-columns h3").first.wait_for(timeout=5000)
     for _ in range(5):
@@ -308,8 +223,9 @@ def _save(target: Path, png: bytes) -> None:
 async def desks(chromium, server) -> tuple[CalendarPage, CalendarPage]:
     """A (front desk) and B (back office): two admins in two browser contexts."""
     sessions = [await chromium.session() for _ in range(2)]
+    who = ("front-desk", "back-office")
     a, b = await asyncio.gather(*(
-        s.open(calendar_url(server, admin_token(sub=who))) for s, who in zip(sessions, ("front-desk", "back-office"))))
+        s.open(calendar_url(server, admin_token(sub=sub))) for s, sub in zip(sessions, who, strict=True)))
     return a, b
 
 
@@ -361,7 +277,9 @@ async def test_a_stale_mark_paid_gets_the_conflict_dialog_instead_of_undoing_a_c
     ask = b.page.locator("#ask")
     await ask.wait_for(state="visible", timeout=5000)
     assert await ask.get_attribute("data-kind") == "conflict"
-    await b.wait("() => document.getElementById('ask').innerText.includes('by front-desk (admin)')", timeout=5000)
+    # Who and when come from the stream's event about the row (its actor, its commit time).
+    who = "by front-desk (admin) at " if HAVE_ACTORS else "by someone at "
+    await b.wait("who => document.getElementById('ask').innerText.includes(who)", who, timeout=5000)
     text = await ask.inner_text()
     assert re.search(r"Status\s+confirmed\s+cancelled", text), text  # what changed: you saw / now
     assert "Your change: Mark paid" in text and re.search(r"Status\s+cancelled\s+paid", text), text
@@ -389,7 +307,8 @@ async def test_a_stale_mark_paid_gets_the_conflict_dialog_instead_of_undoing_a_c
     await a.page.locator(own).wait_for(timeout=5000)
     assert await a.page.get_attribute(own, "data-own") == "true"
     assert await b.page.get_attribute(own, "data-own") is None
-    assert re.fullmatch(r"\d\d:\d\d Anna Berg cancelled by front-desk \(admin\)", await b.page.inner_text(own))
+    line = await b.page.inner_text(own)
+    assert re.fullmatch(r"\d\d:\d\d Anna Berg cancelled" + (r" by front-desk \(admin\)" if HAVE_ACTORS else ""), line)
     assert "tsse-flash" not in (await card(a, x).get_attribute("class") or "")
 
     # Round two: B restores while A edits the notes; B applies theirs on top.
@@ -414,9 +333,11 @@ async def test_a_stale_mark_paid_gets_the_conflict_dialog_instead_of_undoing_a_c
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_double_booking_is_named_and_booked_only_on_purpose_and_a_lost_answer_books_once(
+async def test_a_double_booking_or_closed_time_is_named_and_booked_only_on_purpose_and_a_lost_answer_books_once(
         chromium, make_server, db):
     add_directory(db)
+    execute(db, "INSERT INTO availabilities (scope, title, range_type, from_range, to_range, appointable, priority)"
+                " VALUES ('global', 'Sundays off', 'days', '7', '7', false, 5)")
     server = await make_server()
     session = await chromium.session()
     tab = await session.open(calendar_url(server, admin_token(sub="front-desk")))
@@ -458,6 +379,25 @@ async def test_a_double_booking_is_named_and_booked_only_on_purpose_and_a_lost_a
     assert "tsse-overlap" in (await flagged.get_attribute("class") or "")
     assert "overlap allowed" in (await flagged.get_attribute("aria-label") or "")
     assert "overlap" not in (await card(tab, x).get_attribute("aria-label") or "")
+
+    # Closed time: the rule is named; the admin overrides on purpose.
+    await fill_booking()
+    sunday = at(week_start, 6, 0).date().isoformat()
+    await tab.page.fill("#book-start", f"{sunday}T10:00")
+    await tab.page.dispatch_event("#book-start", "input")
+    async with tab.page.expect_response(lambda r: r.request.method == "POST", timeout=5000) as sent:
+        await tab.page.click("#book-submit")
+    assert (await sent.value).status == 409
+    await ask.wait_for(state="visible", timeout=5000)
+    assert await ask.get_attribute("data-kind") == "unavailable"
+    assert "“Sundays off”" in await ask.inner_text()
+    async with tab.page.expect_response(lambda r: r.request.method == "POST", timeout=5000) as sent:
+        await tab.page.click('#ask button[data-answer="yes"]')
+    assert (await sent.value).status == 201
+    assert json.loads((await sent.value).request.post_data or "{}")["override_availability"] is True
+    # The week shades Sunday, named by its rule.
+    await tab.wait("d => [...document.querySelectorAll(`#calendar [data-date='${d}'] .tsse-unavailable`)]"
+                   ".some(e => e.innerText.includes('Sundays off'))", sunday)
 
     # A network blip: the server books, the answer is lost. The page sends
     # again with the same key and gets the first answer: one booking.

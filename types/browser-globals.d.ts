@@ -19,6 +19,5 @@ declare var TsseDirectory: any;
 declare var TsseActivity: any;
 declare var TsseBooking: any;
 declare var TsseStaffDay: any;
-/** writes.js, availability.js: versioned writes and conflicts; closed time from the rules. */
+/** writes.js: versioned writes and their conflicts. */
 declare var TsseWrites: any;
-declare var TsseAvailability: any;

@@ -7,7 +7,7 @@
  * results arrive through the stream like anyone else's; live changes flash
  * and are listed with who made them (activity.js); the staff-by-staff day
  * (staffday.js) draws from the same store, and both views shade the time
- * the availability rules close (availability.js).
+ * the availability rules close (GET /api/unavailable).
  *
  * Consistency rule: every row carries the id of the newest event it
  * reflects (a snapshot's rows: its last_event_id), and a change applies only
@@ -130,7 +130,7 @@
   // The page's parts (separate scripts): when one did not load, start()
   // says so instead of the page failing here.
   const loaded = [typeof FullCalendar, typeof TornadoSSE, typeof TsseDirectory, typeof TsseActivity,
-    typeof TsseBooking, typeof TsseStaffDay, typeof TsseWrites, typeof TsseAvailability]
+    typeof TsseBooking, typeof TsseStaffDay, typeof TsseWrites]
     .every((t) => t !== 'undefined');
   const directory = loaded ? TsseDirectory.create() : null;
   const activity = loaded ? TsseActivity.create({list: $('activity'), empty: $('activity-empty')}) : null;
@@ -290,6 +290,40 @@
     return data.last_event_id;
   }
 
+  /*
+   * The time the availability rules close, for the loaded week, as the
+   * server evaluates it (GET /api/unavailable: the module behind its 409
+   * rest_unavailable, in the database's time zone), so what is shaded is
+   * what a booking is refused for. One request covers the week for nobody
+   * in particular (global and the filtered product's rules) and for each
+   * staff member (their own rules on top); reloaded when the week, the
+   * product filter or any rule changes.
+   */
+  const MAX_CLOSED_STAFF = 100; // the server's limit on staff_ids
+  let closedTime = /** @type {{staff_id: number | null, start: number, end: number, rule: any, outside: boolean}[]} */ ([]);
+  let closedTimer = null;
+
+  async function loadClosed() {
+    const {activeStart, activeEnd} = calendar.view;
+    const staff = new Set(me.role === 'staff' ? [me.staff_id]
+      : directory.staff().map((/** @type {any} */ x) => x.id));
+    for (const a of appointments.rows.values()) (a.staff_ids || []).forEach((id) => staff.add(id));
+    const params = new URLSearchParams({start: String(toEpoch(activeStart)), end: String(toEpoch(activeEnd)),
+      staff_ids: [...staff].slice(0, MAX_CLOSED_STAFF).join(',')});
+    if (filter.productId != null) params.set('product_id', String(filter.productId));
+    const data = await api('GET', '/api/unavailable?' + params);
+    closedTime = data.closed;
+    availabilitiesDirty = true;
+    scheduleRender();
+    return true;
+  }
+
+  // A burst of rule changes (or navigating fast) loads the closed time once.
+  function reloadClosed() {
+    clearTimeout(closedTimer);
+    closedTimer = setTimeout(() => retrying('closed', loadClosed).catch(showError), 150);
+  }
+
   // The stream could not replay everything since our cursor: what we hold
   // may miss changes anywhere, so start over from fresh snapshots.
   async function reload(resetId) {
@@ -299,6 +333,7 @@
     noteEvent(resetId);
     try {
       await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
+      reloadClosed();
     } catch (err) {
       showError(err);
     }
@@ -323,7 +358,7 @@
     } else if (resource === 'availability') {
       const old = availabilities.rows.get(event.resource_id);
       if (availabilities.apply(event.resource_id, event.id, row)) {
-        availabilitiesDirty = true;
+        reloadClosed();
         const rule = row || old;
         activity.note(event, `availability “${(rule && rule.title) || '#' + event.resource_id}” ${action}`
           + byWhom(event), own);
@@ -524,26 +559,27 @@
     }
     renderedAvailabilityIds = [];
     const {activeStart, activeEnd} = calendar.view;
-    closedEvents(activeStart, activeEnd, {staffId: filter.staffId, productId: filter.productId})
-      .forEach((input, n) => {
-        input.id = `availability-${n}`;
-        calendar.addEvent(input);
-        renderedAvailabilityIds.push(input.id);
-      });
+    for (const input of closedEvents(activeStart, activeEnd, filter.staffId)) {
+      calendar.addEvent(input);
+      renderedAvailabilityIds.push(input.id);
+    }
   }
 
   /*
-   * Unavailable time as background shading, evaluated by availability.js
-   * (rule types, priorities and opening hours: see there). Global rules
-   * always apply; a product's or staff member's when that filter (or that
-   * staff column) is selected.
-   * @param {Date} from @param {Date} to @param {{staffId?: number | null, productId?: number | null}} ctx
+   * Unavailable time as background shading: for a staff member (their
+   * column, or the staff filter) or for nobody in particular (the week
+   * unfiltered, the unassigned column). "Outside Opening hours" is time
+   * closed for lying outside an appointable rule.
+   * @param {Date} from @param {Date} to @param {number | null} staffId
    */
-  function closedEvents(from, to, ctx) {
-    return TsseAvailability.closed([...availabilities.rows.values()], from, to, ctx)
-      .map((/** @type {any} */ c) => ({
+  function closedEvents(from, to, staffId) {
+    const a = toEpoch(from);
+    const b = toEpoch(to);
+    return closedTime.filter((c) => c.staff_id === staffId && c.start < b && c.end > a)
+      .map((c, n) => ({
+        id: `closed-${staffId ?? 'any'}-${n}`,
         title: `${c.outside ? 'Outside ' : ''}${c.rule.title || 'availability rule #' + c.rule.id}`,
-        start: c.start, end: c.end,
+        start: new Date(c.start * 1000), end: new Date(c.end * 1000),
         display: 'background', color: '#94a3b8', className: 'tsse-unavailable', editable: false,
         extendedProps: {rule: c.rule, outside: c.outside},
       }));
@@ -585,6 +621,7 @@
     availabilitiesDirty = true;
     scheduleRender();
     retrying('appointments', loadAppointments).catch(showError);
+    reloadClosed(); // a product's rules apply with its filter
   }
 
   // --- views --------------------------------------------------------------
@@ -633,7 +670,7 @@
     const columns = [...ids, ...[...extra].sort((x, y) => x - y)].map((id) => {
       // What closes this person's day (a holiday) shows under the name,
       // where it is seen: the shading's own label may sit out of view.
-      const own = new Set(closedEvents(day, next, {staffId: id, productId: filter.productId})
+      const own = new Set(closedEvents(day, next, id)
         .filter((c) => c.extendedProps.rule.scope === 'staff' && !c.extendedProps.outside).map((c) => c.title));
       return {id, name: directory.staffName(id), ...(own.size ? {note: [...own].join(', ')} : {})};
     });
@@ -656,7 +693,7 @@
       ...dayRows(day)
         .filter((a) => (staffId == null ? (a.staff_ids || []).length === 0 : (a.staff_ids || []).includes(staffId)))
         .map((a) => appointmentEvent(`appointment-${a.id}`, a, staffId)),
-      ...closedEvents(day, next, {staffId, productId: filter.productId}),
+      ...closedEvents(day, next, staffId),
     ];
   }
 
@@ -913,9 +950,9 @@
       height: '100%',
       // Navigating needs the new range's rows; the first range loads in start().
       datesSet: () => {
-        availabilitiesDirty = true; // the closed time of the new range
-        scheduleRender();
-        if (subscription) retrying('appointments', loadAppointments).catch(showError);
+        if (!subscription) return;
+        retrying('appointments', loadAppointments).catch(showError);
+        reloadClosed();
       },
     });
     calendar.render();
@@ -957,6 +994,8 @@
     try {
       const [ids] = await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
       since = Math.min(...ids);
+      // Needs the directory's staff. Not fatal: a calendar without shading still works.
+      await retrying('closed', loadClosed).catch(showError);
       els.who.textContent = me.role === 'staff' ? directory.staffName(me.staff_id) : 'Admin';
     } catch (err) {
       fail(err);
