@@ -518,12 +518,19 @@
     }
   }
 
-  /** What the card says besides names: arrival and a deliberate overlap (issue 20). @param {any} a */
+  /**
+   * What the card says besides names (issue 20): arrival and a deliberate
+   * overlap, as [symbol, words]. The card shows the symbol (the legend
+   * explains it; a narrow card keeps room for the name), its accessible
+   * name and tooltip the words.
+   * @param {any} a @returns {[string, string][]}
+   */
   function flags(a) {
+    /** @type {[string, string][]} */
     const out = [];
-    if (a.customer_status === 'arrived') out.push('✓ arrived');
-    if (a.customer_status === 'no-show') out.push('✗ no-show');
-    if (a.overlap_allowed) out.push('⚠ overlap allowed');
+    if (a.customer_status === 'arrived') out.push(['✓', 'arrived']);
+    if (a.customer_status === 'no-show') out.push(['✗', 'no-show']);
+    if (a.overlap_allowed) out.push(['⚠', 'overlap allowed']);
     return out;
   }
 
@@ -532,7 +539,7 @@
     const cancelled = a.status === 'cancelled';
     return {
       id: key,
-      title: [...flags(a), directory.cardTitle(a)].join(' · '),
+      title: [...flags(a).map(([symbol]) => symbol), directory.cardTitle(a)].join(' '),
       start: new Date(a.start * 1000),
       end: new Date(a.end * 1000),
       allDay: a.all_day,
@@ -548,7 +555,7 @@
   function cardLabel(a) {
     const time = a.all_day ? 'all day' : `${clock.format(a.start * 1000)} to ${clock.format(a.end * 1000)}`;
     return [time, directory.cardTitle(a), a.status.replace('-', ' '),
-      ...flags(a).map((f) => f.slice(2))].join(', ');
+      ...flags(a).map(([, words]) => words)].join(', ');
   }
 
   function renderAvailabilities() {
@@ -814,7 +821,7 @@
       ['Order', a.order_id == null ? '—' : `#${a.order_id} (item #${a.order_item_id})`],
       ['Cost', a.cost],
       ['Notes', a.notes || '—'],
-      ...(a.overlap_allowed ? [['Overlap', 'allowed (booked anyway)']] : []),
+      ...(a.overlap_allowed ? [['Overlap', '⚠ allowed (booked anyway)']] : []),
       ...(lastChange(a.id) ? [['Last change', `${lastChange(a.id).at} by ${lastChange(a.id).who}`]] : []),
     ];
   }
