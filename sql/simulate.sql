@@ -19,6 +19,16 @@
 -- chosen so that it really changes its row (a no-op writes no event).
 -- ORDER BY random() LIMIT 1 reads the whole table: about a millisecond for
 -- the few thousand rows a demo has.
+--
+-- Double bookings (sql/005 refuses them for every writer): booking, moving
+-- and reassigning pick a slot (or an appointment) the staff member has
+-- free. Only when there is none do they write at a random slot with
+-- overlap_allowed = true and the note 'simulate: no free slot, overlap on
+-- purpose', as an admin's "book anyway" would; a free move clears both. If
+-- another writer takes the chosen slot between the choice and the write,
+-- the write is repeated as such an overlap instead of failing (pgbench
+-- would end on the error). These three changes are DO blocks, so the
+-- script needs no new pgbench feature.
 
 \set card permute(:step % 20, 20, hash(:step / 20))
 \set step :step + 1
@@ -37,26 +47,77 @@
 \set scope random(1, 3)
 
 \if :card < 3
--- Book: a new appointment in business hours this week.
-INSERT INTO appointments (product_id, staff_ids, customer_id, order_id, order_item_id,
-                          start_at, end_at, status, cost)
-SELECT :product, ARRAY[:staff]::bigint[], :customer, :order, :order * 10 + 1,
-       t, t + :quarters * interval '15 minutes',
-       (ARRAY['unpaid', 'pending-confirmation', 'confirmed', 'paid'])[:status], :cents / 100.0
-FROM (SELECT date_trunc('week', now()) + :day * interval '1 day' + :hour * interval '1 hour'
-             + :quarter * interval '15 minutes' AS t) AS slot;
+-- Book: a new appointment in business hours this week, in a slot of that
+-- day the staff member has free; when none is left, at a random slot as a
+-- deliberate overlap (see "Double bookings" above).
+DO $$
+DECLARE
+    len interval := :quarters * interval '15 minutes';
+    day timestamptz := date_trunc('week', now()) + :day * interval '1 day';
+    t timestamptz;
+    forced boolean;
+BEGIN
+    SELECT c INTO t
+    FROM generate_series(day + interval '9 hours', day + interval '18 hours' - len, interval '15 minutes') AS c
+    WHERE NOT EXISTS (SELECT 1 FROM appointment_staff_times AS s
+                      WHERE s.staff_id = :staff AND s.during && tstzrange(c, c + len))
+    ORDER BY random() LIMIT 1;
+    forced := t IS NULL;
+    t := coalesce(t, day + :hour * interval '1 hour' + :quarter * interval '15 minutes');
+    LOOP
+        BEGIN
+            INSERT INTO appointments (product_id, staff_ids, customer_id, order_id, order_item_id,
+                                      start_at, end_at, status, cost, overlap_allowed, notes)
+            VALUES (:product, ARRAY[:staff]::bigint[], :customer, :order, :order * 10 + 1, t, t + len,
+                    (ARRAY['unpaid', 'pending-confirmation', 'confirmed', 'paid'])[:status], :cents / 100.0,
+                    forced, CASE WHEN forced THEN 'simulate: no free slot, overlap on purpose' END);
+            EXIT;
+        EXCEPTION WHEN exclusion_violation THEN
+            forced := true;  -- another writer took the slot meanwhile
+        END;
+    END LOOP;
+END $$;
 \elif :card < 7
--- Move: another slot this week, same length.
-WITH slot AS (
-    SELECT date_trunc('week', now()) + :day * interval '1 day' + :hour * interval '1 hour'
-           + :quarter * interval '15 minutes' AS t
-), pick AS (
-    SELECT a.id FROM appointments AS a, slot
-    WHERE a.status NOT IN ('cancelled', 'trash') AND NOT a.all_day AND a.start_at <> slot.t
-    ORDER BY random() LIMIT 1
-)
-UPDATE appointments AS a SET start_at = slot.t, end_at = slot.t + (a.end_at - a.start_at)
-FROM slot, pick WHERE a.id = pick.id;
+-- Move: another slot of a day this week, same length, one the staff have
+-- free; when none is left, a random one as a deliberate overlap.
+DO $$
+DECLARE
+    day timestamptz := date_trunc('week', now()) + :day * interval '1 day';
+    a record;
+    t timestamptz;
+    forced boolean;
+BEGIN
+    SELECT id, staff_ids, start_at, end_at - start_at AS len, notes INTO a FROM appointments
+    WHERE status NOT IN ('cancelled', 'trash') AND NOT all_day ORDER BY random() LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT c INTO t
+    FROM generate_series(day + interval '9 hours', day + interval '18 hours' - a.len, interval '15 minutes') AS c
+    WHERE c <> a.start_at
+      AND NOT EXISTS (SELECT 1 FROM appointment_staff_times AS s
+                      WHERE s.staff_id = ANY(a.staff_ids) AND s.appointment_id <> a.id
+                        AND s.during && tstzrange(c, c + a.len))
+    ORDER BY random() LIMIT 1;
+    forced := t IS NULL;
+    t := coalesce(t, day + :hour * interval '1 hour' + :quarter * interval '15 minutes');
+    IF t = a.start_at THEN
+        t := t + interval '15 minutes';
+    END IF;
+    LOOP
+        BEGIN
+            UPDATE appointments
+            SET start_at = t, end_at = t + a.len, overlap_allowed = forced,
+                notes = CASE WHEN forced THEN 'simulate: no free slot, overlap on purpose'
+                             WHEN notes = 'simulate: no free slot, overlap on purpose' THEN NULL
+                             ELSE notes END
+            WHERE id = a.id;
+            EXIT;
+        EXCEPTION WHEN exclusion_violation THEN
+            forced := true;
+        END;
+    END LOOP;
+END $$;
 \elif :card < 9
 -- Cancel.
 UPDATE appointments SET status = 'cancelled'
@@ -75,16 +136,44 @@ SET customer_status = (ARRAY['expected', 'arrived', 'no-show'])[
     cost = :cents / 100.0
 WHERE id = (SELECT id FROM appointments WHERE status <> 'trash' ORDER BY random() LIMIT 1);
 \elif :card < 14
--- Reassign: to another staff member, one time in four to two of them.
-WITH crew AS (
-    SELECT (CASE WHEN :together = 1 THEN ARRAY[:staff, :staff % 4 + 1]
-                 ELSE ARRAY[:staff] END)::bigint[] AS ids
-), pick AS (
-    SELECT a.id FROM appointments AS a, crew
-    WHERE a.status NOT IN ('cancelled', 'trash') AND a.staff_ids <> crew.ids
-    ORDER BY random() LIMIT 1
-)
-UPDATE appointments AS a SET staff_ids = crew.ids FROM crew, pick WHERE a.id = pick.id;
+-- Reassign: to another staff member, one time in four to two of them, an
+-- appointment the new crew has time for; when there is none, any one as a
+-- deliberate overlap.
+DO $$
+DECLARE
+    crew bigint[] := (CASE WHEN :together = 1 THEN ARRAY[:staff, :staff % 4 + 1]
+                           ELSE ARRAY[:staff] END)::bigint[];
+    pick bigint;
+    forced boolean;
+BEGIN
+    SELECT a.id INTO pick FROM appointments AS a
+    WHERE a.status NOT IN ('cancelled', 'trash') AND a.staff_ids <> crew
+      AND NOT EXISTS (SELECT 1 FROM appointment_staff_times AS s
+                      WHERE s.staff_id = ANY(crew) AND s.appointment_id <> a.id
+                        AND s.during && tstzrange(a.start_at, a.end_at))
+    ORDER BY random() LIMIT 1;
+    forced := pick IS NULL;
+    IF forced THEN
+        SELECT id INTO pick FROM appointments
+        WHERE status NOT IN ('cancelled', 'trash') AND staff_ids <> crew ORDER BY random() LIMIT 1;
+        IF pick IS NULL THEN
+            RETURN;
+        END IF;
+    END IF;
+    LOOP
+        BEGIN
+            UPDATE appointments
+            SET staff_ids = crew, overlap_allowed = forced,
+                notes = CASE WHEN forced THEN 'simulate: no free slot, overlap on purpose'
+                             WHEN notes = 'simulate: no free slot, overlap on purpose' THEN NULL
+                             ELSE notes END
+            WHERE id = pick;
+            EXIT;
+        EXCEPTION WHEN exclusion_violation THEN
+            forced := true;
+        END;
+    END LOOP;
+END $$;
 \elif :card < 17
 -- Delete.
 DELETE FROM appointments

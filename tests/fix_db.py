@@ -76,15 +76,19 @@ def execute(dsn: str, sql: str, params: tuple | dict | None = None) -> list[tupl
 def insert_appointment(dsn: str, **cols: object) -> int:
     """Insert one appointment (sensible defaults) and return its id.
 
-    Overlaps are allowed by default: most tests put many rows in one slot
-    and are about something else; the double-booking rule (SPEC §8) has its
-    own tests, which pass ``overlap_allowed=False``.
+    Overlaps are allowed by default (on a schema that has the flag, sql/005):
+    most tests put many rows in one slot and are about something else; the
+    double-booking rule (SPEC §8) has its own tests, which pass
+    ``overlap_allowed=False``.
     """
     values: dict[str, object] = {
         "product_id": 456, "staff_ids": [5], "customer_id": 789,
         "start_at": "2024-12-01T09:20:00Z", "end_at": "2024-12-01T10:20:00Z",
-        "status": "confirmed", "cost": "50.00", "overlap_allowed": True,
+        "status": "confirmed", "cost": "50.00",
     }
+    if execute(dsn, "SELECT 1 FROM pg_attribute WHERE attrelid = 'appointments'::regclass"
+                    " AND attname = 'overlap_allowed' AND NOT attisdropped"):
+        values["overlap_allowed"] = True
     values.update(cols)
     names = ", ".join(values)
     marks = ", ".join(f"%({k})s" for k in values)

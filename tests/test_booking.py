@@ -15,7 +15,7 @@ import pytest
 
 from tests.fix_db import execute, insert_appointment
 from tests.fix_directory import add_directory
-from tests.fix_server import admin_token, auth
+from tests.fix_server import admin_token, auth, staff_token
 from tests.txn_steps import Session
 from tornado_sse.migrate import migrate
 from tornado_sse.sqlfiles import sql_file
@@ -69,6 +69,8 @@ async def test_get_one_row_with_its_version_as_etag(server, db):
     row = resp.json()
     assert row["id"] == aid and row["version"] == 2 and row["notes"] == "allergic to lavender"
     assert (await call(server, "GET", "/api/appointments/999")).status == 404
+    assert (await call(server, "GET", f"/api/appointments/{aid}", token=staff_token(5))).status == 200
+    assert (await call(server, "GET", f"/api/appointments/{aid}", token=staff_token(6))).status == 404
     rid = int(execute(db, "INSERT INTO availabilities (title) VALUES ('a') RETURNING id")[0][0])
     rule = await call(server, "GET", f"/api/availabilities/{rid}")
     assert rule.status == 200 and rule.headers["etag"] == '"1"' and rule.json()["title"] == "a"
@@ -79,9 +81,24 @@ async def test_two_patches_with_the_same_if_match_one_wins_one_gets_412_with_the
     """Issue 20: A cancels, B marks paid 51 ms later on the same stale card."""
     aid = booked(db, status="confirmed")
     stale = {"If-Match": '"1"'}
-    cancel, pay = await asyncio.gather(
-        call(server, "PATCH", f"/api/appointments/{aid}", {"status": "cancelled"}, stale),
-        call(server, "PATCH", f"/api/appointments/{aid}", {"status": "paid"}, stale))
+    # A psql session holds the row, so both writes are in flight at once
+    # and queue on it: the version check must happen under the lock.
+    holder = Session(db)
+    try:
+        holder.step("SELECT 1 FROM appointments WHERE id = %s FOR UPDATE", (aid,)).result(timeout=5)
+        writes = [asyncio.ensure_future(call(server, "PATCH", f"/api/appointments/{aid}", body, stale))
+                  for body in ({"status": "cancelled"}, {"status": "paid"})]
+        for _ in range(200):
+            if execute(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                           " AND wait_event_type = 'Lock'") == [(2,)]:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the two PATCHes never waited on the row together")
+        holder.commit().result(timeout=5)
+        cancel, pay = await asyncio.gather(*writes)
+    finally:
+        holder.close()
     assert sorted([cancel.status, pay.status]) == [200, 412]
     winner, loser = (cancel, pay) if cancel.status == 200 else (pay, cancel)
     assert winner.headers["etag"] == '"2"' and winner.json()["version"] == 2

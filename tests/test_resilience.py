@@ -184,6 +184,8 @@ async def test_write_field_sizes_are_bounded_and_named(server, db):
                              body=json.dumps(body).encode())
         assert isinstance(resp, Response) and resp.status == 400, (path, resp.status)
         assert field in resp.json()["data"]["params"]
+    # SPEC §8: the API books only staff the directory knows.
+    execute(db, "INSERT INTO staff (id, name) SELECT g, 'Staff ' || g FROM generate_series(1, 100) g")
     ok = await request(server.url + "/api/appointments", method="POST", stream=False,
                        headers={**auth(), "Content-Type": "application/json"},
                        body=json.dumps({"start": T0, "end": T0 + 3600,

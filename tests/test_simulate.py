@@ -44,7 +44,9 @@ def test_simulate_20_per_second_for_2_seconds_writes_every_topic(db: str) -> Non
     cursor = last_id(db)
     result = run_cli("simulate", "--rate", "20", "--duration", "2", "--dsn", db)
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(r"simulate: \d+ changes in 2 s \(\d+\.\d/s, asked 20/s\)\n", result.stdout)
+    assert re.fullmatch(r"simulate: \d+ changes in 2 s \(\d+\.\d/s, asked 20/s\)\n"
+                        r"simulate: bookings, moves and reassignments go to free time; .*: \d+ such appointments"
+                        r" now, 0 before\n", result.stdout)
     assert topics_after(db, cursor) == EVERY_TOPIC
 
 
@@ -71,3 +73,19 @@ def test_simulation_fills_an_empty_database_without_errors(db: str,
     appointments, rules = sizes(db)
     assert 20 <= appointments <= 20 + 2 * 3
     assert 3 <= rules <= 3 + 2 * 1
+
+
+def test_simulation_with_no_free_time_left_overlaps_on_purpose_and_says_so(
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20: PostgreSQL refuses double bookings; with every staff member
+    booked all week, the script's bookings, moves and reassignments become
+    deliberate overlaps (overlap_allowed, noted) instead of failing."""
+    execute(db, "INSERT INTO appointments (staff_ids, start_at, end_at, status)"
+                " SELECT ARRAY[s]::bigint[], date_trunc('week', now()) + d * interval '1 day',"
+                "        date_trunc('week', now()) + (d + 1) * interval '1 day', 'confirmed'"
+                " FROM generate_series(1, 4) AS s, generate_series(0, 5) AS d")
+    assert run_simulation(db, rate=200, duration=1) == 0
+    out = capsys.readouterr().out
+    made = int(re.findall(r": (\d+) such appointments now, 0 before", out)[0])
+    assert made > 0
+    assert made == execute(db, "SELECT count(*) FROM appointments WHERE overlap_allowed")[0][0]
