@@ -142,10 +142,10 @@ async def test_dragging_a_card_into_another_staff_column_reassigns_it(chromium, 
     await tab.wait_shown(moved)
     await tab.page.click("#view-staff")
     source = card(tab, moved, '#staff-day-columns [data-staff-id="1"]')
-    await source.wait_for(timeout=5000)
-    box = await source.bounding_box()  # 10:00 is in view: the day opens scrolled to 08:00
+    # 10:00 is in view (the day opens scrolled to 08:00); the columns redraw
+    # from the store as it settles, so ask until the card stands still.
+    box = await within(5, "the card in Jonas's column", source.bounding_box)
     target = await column_box(tab, 2)  # Mia
-    assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + 8
     mouse = tab.page.mouse
     async with tab.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as sent:
@@ -163,6 +163,21 @@ async def test_dragging_a_card_into_another_staff_column_reassigns_it(chromium, 
     await within(5, "the card in Mia's column only", lambda: _in_columns(tab, moved, ["2"]))
     lines = await tab.call("activity")
     assert re.match(r"\d\d:\d\d Anna Berg reassigned from Jonas to Mia\b", lines[0]), lines
+
+    # The panel edits the rest: one versioned PATCH of what changed.
+    await card(tab, moved, "#staff-day-columns").click()
+    await tab.page.click('#details-actions button[data-action="edit"]')
+    await tab.page.locator("#booking").wait_for(state="visible", timeout=5000)
+    assert await tab.page.input_value("#book-staff") == "2"
+    await tab.page.select_option("#book-product", "102")
+    await tab.page.select_option("#book-customer", "1001")
+    async with tab.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as sent:
+        await tab.page.click("#book-submit")
+    edited = await sent.value
+    assert edited.status == 200 and edited.request.headers.get("if-match") == '"2"'
+    assert json.loads(edited.request.post_data or "{}") == {"product_id": 102, "customer_id": 1001}
+    await tab.wait("() => window.tsse.activity()[0].includes('service changed to Massage 60 min,"
+                   " customer changed to Ben Nowak')")
 
 
 async def _in_columns(tab: CalendarPage, appointment_id: int, columns: list[str]) -> bool:
