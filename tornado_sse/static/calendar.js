@@ -443,7 +443,8 @@
     if (parts.length === 0) parts.push('updated');
     activity.note(event, `${who} ${parts.join(', ')}${byWhom(event)}`, own);
     if (action === 'trashed' || action === 'deleted') leaving.add(event.resource_id);
-    else if (!own) activity.flash(event.resource_id);
+    else if (own) activity.unflash(event.resource_id); // the person just made the card what it is
+    else activity.flash(event.resource_id);
   }
 
   /** @param {number} epoch */
