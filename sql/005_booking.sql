@@ -155,35 +155,41 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Existing double bookings (see the header): the later of each overlapping
--- pair may overlap. Done before the trigger exists on a first run; on a
--- re-run the constraint has kept the data free of them, so this is a no-op.
-LOCK TABLE appointments IN SHARE ROW EXCLUSIVE MODE;
-CREATE TEMPORARY TABLE tornado_sse_held ON COMMIT DROP AS
-    SELECT DISTINCT a.id, s AS staff_id, tstzrange(a.start_at, a.end_at) AS during
+-- Existing double bookings (see the header), the rebuild of the derived
+-- table and its triggers, in one DO block: one statement, so it is atomic
+-- even when this file is run by hand without a transaction, and the table
+-- lock keeps writers out until the triggers are in place.
+DO $$
+BEGIN
+    LOCK TABLE appointments IN SHARE ROW EXCLUSIVE MODE;
+    -- The later of each overlapping pair may overlap. On a re-run the
+    -- constraint has kept the data free of overlaps: this changes nothing.
+    CREATE TEMPORARY TABLE tornado_sse_held AS
+        SELECT DISTINCT a.id, s AS staff_id, tstzrange(a.start_at, a.end_at) AS during
+        FROM appointments AS a, unnest(a.staff_ids) AS s
+        WHERE tornado_sse_holds_time(a);
+    CREATE INDEX ON tornado_sse_held USING gist (during);
+    UPDATE appointments SET overlap_allowed = true
+    WHERE id IN (SELECT later.id FROM tornado_sse_held AS later
+                 JOIN tornado_sse_held AS earlier
+                   ON earlier.during && later.during AND earlier.staff_id = later.staff_id
+                      AND earlier.id < later.id);
+    DROP TABLE tornado_sse_held;
+
+    -- The table is derived data: rebuild it from the appointments.
+    TRUNCATE appointment_staff_times;
+    INSERT INTO appointment_staff_times (appointment_id, staff_id, during)
+    SELECT DISTINCT a.id, s, tstzrange(a.start_at, a.end_at)
     FROM appointments AS a, unnest(a.staff_ids) AS s
     WHERE tornado_sse_holds_time(a);
-CREATE INDEX ON tornado_sse_held USING gist (during);
-UPDATE appointments SET overlap_allowed = true
-WHERE id IN (SELECT later.id FROM tornado_sse_held AS later
-             JOIN tornado_sse_held AS earlier
-               ON earlier.during && later.during AND earlier.staff_id = later.staff_id
-                  AND earlier.id < later.id);
-DROP TABLE tornado_sse_held;
 
--- The table is derived data: rebuild it from the appointments.
-TRUNCATE appointment_staff_times;
-INSERT INTO appointment_staff_times (appointment_id, staff_id, during)
-SELECT DISTINCT a.id, s, tstzrange(a.start_at, a.end_at)
-FROM appointments AS a, unnest(a.staff_ids) AS s
-WHERE tornado_sse_holds_time(a);
-
-DROP TRIGGER IF EXISTS appointments_staff_times ON appointments;
-CREATE TRIGGER appointments_staff_times AFTER INSERT OR UPDATE OR DELETE ON appointments
-    FOR EACH ROW EXECUTE FUNCTION tornado_sse_staff_times();
-DROP TRIGGER IF EXISTS appointments_staff_times_truncate ON appointments;
-CREATE TRIGGER appointments_staff_times_truncate AFTER TRUNCATE ON appointments
-    FOR EACH STATEMENT EXECUTE FUNCTION tornado_sse_staff_times_truncate();
+    DROP TRIGGER IF EXISTS appointments_staff_times ON appointments;
+    CREATE TRIGGER appointments_staff_times AFTER INSERT OR UPDATE OR DELETE ON appointments
+        FOR EACH ROW EXECUTE FUNCTION tornado_sse_staff_times();
+    DROP TRIGGER IF EXISTS appointments_staff_times_truncate ON appointments;
+    CREATE TRIGGER appointments_staff_times_truncate AFTER TRUNCATE ON appointments
+        FOR EACH STATEMENT EXECUTE FUNCTION tornado_sse_staff_times_truncate();
+END $$;
 
 -- Idempotent creates (SPEC §8): the first answer to a POST with an
 -- Idempotency-Key, per token subject. The row is inserted in the creating

@@ -240,6 +240,8 @@ def test_migration_keeps_existing_double_bookings_by_allowing_the_later_ones(sch
     ({"end": T0 + 25 * 3600}, "end"),  # longer than --max-duration-hours
     ({"status": "trash"}, "status"),
     ({"start": "1066-10-14T09:00:00Z", "end": "1066-10-14T10:00:00Z"}, "start"),
+    ({"notes": "x" * 1001}, "notes"),
+    ({"override_availability": "yes"}, "override_availability"),
 ])
 @pytest.mark.gen_test(timeout=10)
 async def test_unknown_ids_and_impossible_ranges_are_400_naming_the_field(server, db, body, field):
