@@ -158,6 +158,7 @@ async def test_dragging_a_card_into_another_staff_column_reassigns_it(chromium, 
     assert response.status == 200, await response.text()
     body = json.loads(response.request.post_data or "{}")
     assert body == {"staff_ids": [2]}  # same time: only the reassignment
+    assert response.request.headers.get("if-match") == '"1"'
     assert execute(db, "SELECT staff_ids, start_at = %s FROM appointments WHERE id = %s",
                    (at(today, 0, 10), moved)) == [([2], True)]
     await within(5, "the card in Mia's column only", lambda: _in_columns(tab, moved, ["2"]))
