@@ -375,6 +375,8 @@ async def test_screenshot_of_the_staff_by_staff_day_for_the_readme(chromium, mak
                    ".map(e => e.dataset.appointmentId)).size >= n", wednesday, timeout=5000)
     assert await tab.page.locator("#staff-day-columns h3").all_inner_texts() == [
         "Jonas", "Lena", "Mia", "Omar", "Unassigned"]
+    # The closed time loads on its own request: in the picture too.
+    await tab.wait("() => document.querySelectorAll('#staff-day-columns .tsse-unavailable').length >= 10")
     await tab.page.evaluate("document.fonts.ready.then(() => undefined)")
     png = await tab.page.screenshot()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1400, 900)

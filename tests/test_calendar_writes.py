@@ -188,6 +188,14 @@ async def _in_columns(tab: CalendarPage, appointment_id: int, columns: list[str]
 @pytest.mark.gen_test(timeout=40)
 async def test_the_staff_day_and_the_week_shade_unavailable_time(chromium, make_server, db):
     seed_demo_week(db, SCREENSHOT_NOW)
+    # Next Monday's bookings, written before the page opens: the picture
+    # then holds no commit times (they differ on every run).
+    monday = int(dt.datetime.combine(SCREENSHOT_NOW.date() + dt.timedelta(days=5), dt.time(),
+                                     dt.timezone.utc).timestamp())
+    for staff, hour, customer, product in [(1, 9.5, 1001, 101), (2, 10, 1002, 102), (4, 14, 1003, 103),
+                                           (1, 16, 1004, 101)]:
+        book(db, monday, 0, hour, hours=1, staff_ids=[staff], customer_id=customer, product_id=product,
+             overlap_allowed=False)
     server = await make_server()
     session = await chromium.session()
     await session.context.clock.set_fixed_time(SCREENSHOT_NOW)
@@ -199,12 +207,6 @@ async def test_the_staff_day_and_the_week_shade_unavailable_time(chromium, make_
         f'#calendar [data-date="{sunday}"] .tsse-unavailable', "els => els.map(e => e.innerText).join(' ')")
 
     # Next Monday: Lena's holiday closes her whole day; the others are open 09:00-18:00.
-    monday = int(dt.datetime.combine(SCREENSHOT_NOW.date() + dt.timedelta(days=5), dt.time(),
-                                     dt.timezone.utc).timestamp())
-    for staff, hour, customer, product in [(1, 9.5, 1001, 101), (2, 10, 1002, 102), (4, 14, 1003, 103),
-                                           (1, 16, 1004, 101)]:
-        book(db, monday, 0, hour, hours=1, staff_ids=[staff], customer_id=customer, product_id=product,
-             overlap_allowed=False)
     await tab.page.click("#view-staff")
     await tab.page.locator("#staff-day-columns h3").first.wait_for(timeout=5000)
     for _ in range(5):
@@ -217,6 +219,7 @@ async def test_the_staff_day_and_the_week_shade_unavailable_time(chromium, make_
         "Jonas", "Lena Holiday", "Mia", "Omar", "Unassigned"]
     assert "Holiday" not in await tab.page.evaluate(shaded, 1)
     assert "Outside Opening hours" in await tab.page.evaluate(shaded, 1)
+    await tab.wait("() => document.querySelectorAll('#staff-day-columns [data-appointment-id]').length === 4")
     await tab.page.evaluate("document.fonts.ready.then(() => undefined)")
     png = await tab.page.screenshot()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1400, 900)
