@@ -20,3 +20,5 @@ declare var TsseDirectory: any;
 declare var TsseActivity: any;
 declare var TsseBooking: any;
 declare var TsseStaffDay: any;
+/** writes.js: versioned writes and their conflicts. */
+declare var TsseWrites: any;

@@ -3,9 +3,11 @@
  * The admin calendar: FullCalendar 7 fed by a snapshot of the visible range,
  * then kept current by the event stream (TornadoSSE, client.js). Names come
  * from the directory (directory.js); admins book and act through the write
- * API (booking.js), whose results arrive through the stream like anyone
- * else's; live changes flash and are listed (activity.js); the staff-by-staff
- * day (staffday.js) draws from the same store.
+ * API (booking.js, through writes.js: versioned, conflict-aware), whose
+ * results arrive through the stream like anyone else's; live changes flash
+ * and are listed with who made them (activity.js); the staff-by-staff day
+ * (staffday.js) draws from the same store, and both views shade the time
+ * the availability rules close (GET /api/unavailable).
  *
  * Consistency rule: every row carries the id of the newest event it
  * reflects (a snapshot's rows: its last_event_id), and a change applies only
@@ -61,11 +63,15 @@
      * @param {number} status HTTP status, 0: unreachable
      * @param {string} message
      * @param {Record<string, string> | null} [params] the 400's bad fields (SPEC §4)
+     * @param {string} [code] the error's code (rest_conflict, rest_precondition_failed, ...)
+     * @param {any} [data] the error's data: conflicts, rule, current (SPEC §8)
      */
-    constructor(status, message, params = null) {
+    constructor(status, message, params = null, code = '', data = null) {
       super(message);
       this.status = status;
       this.params = params;
+      this.code = code;
+      this.data = data;
     }
   }
 
@@ -124,7 +130,8 @@
   // The page's parts (separate scripts): when one did not load, start()
   // says so instead of the page failing here.
   const loaded = [typeof FullCalendar, typeof TornadoSSE, typeof TsseDirectory, typeof TsseActivity,
-    typeof TsseBooking, typeof TsseStaffDay].every((t) => t !== 'undefined');
+    typeof TsseBooking, typeof TsseStaffDay, typeof TsseWrites]
+    .every((t) => t !== 'undefined');
   const directory = loaded ? TsseDirectory.create() : null;
   const activity = loaded ? TsseActivity.create({list: $('activity'), empty: $('activity-empty')}) : null;
   const leaving = new Set(); // appointment ids removed by the stream: their cards fade out
@@ -132,6 +139,18 @@
   let actions = null; // the panel's buttons (admins)
   /** @type {any} */
   let booking = null; // the booking form (admins)
+  /** @type {any} */
+  let writes = null; // versioned, conflict-aware writes (admins)
+  // The newest event about each appointment: who changed it, and when.
+  /** @type {Map<number, {id: number, ts: number, actor: any, version: number | null}>} */
+  const lastChanges = new Map();
+  // Event-Ids the server named in answers to this page's writes (SPEC §8):
+  // those changes are this person's own, and do not flash as someone else's.
+  const OWN_LOG_SIZE = 1000;
+  /** @type {Set<number>} */
+  const ownEventIds = new Set();
+  /** @type {Map<number, number>} event id -> appointment id, of the newest applied events */
+  const recentEvents = new Map();
   const clock = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
   const weekdayTime = new Intl.DateTimeFormat(undefined,
     {weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
@@ -146,10 +165,14 @@
   const applied = [];
   let resets = 0; // snapshots reloaded because the stream said reset
 
-  /** @param {string} method @param {string} path @param {any} [body] @returns {Promise<any>} */
-  async function api(method, path, body) {
+  /**
+   * @param {string} method @param {string} path @param {any} [body]
+   * @param {Record<string, string>} [extraHeaders] If-Match, Idempotency-Key
+   * @returns {Promise<any>}
+   */
+  async function api(method, path, body, extraHeaders) {
     /** @type {Record<string, string>} */
-    const headers = {Accept: 'application/json'};
+    const headers = {Accept: 'application/json', ...extraHeaders};
     /** @type {RequestInit} */
     const init = {method, credentials: 'same-origin', headers};
     if (body !== undefined) {
@@ -163,10 +186,13 @@
       throw new ApiError(0, 'The server cannot be reached. Check that `python run.py` is running.');
     }
     const data = res.status === 204 ? null : await res.json().catch(() => null);
+    const eventId = Number(res.headers.get('Event-Id'));
+    if (eventId > 0) ownEvent(eventId);
     if (!res.ok) {
       // Errors are JSON in the WordPress REST shape: {code, message, data: {status}}.
       const message = data && data.message ? data.message : `${method} ${path}: HTTP ${res.status}`;
-      throw new ApiError(res.status, message, data && data.data ? data.data.params || null : null);
+      const extra = data && data.data ? data.data : null;
+      throw new ApiError(res.status, message, extra ? extra.params || null : null, data ? data.code : '', extra);
     }
     // A write needs only its status; a read needs its JSON.
     if (data === null && method === 'GET') throw new ApiError(res.status, `GET ${path}: not JSON`);
@@ -273,6 +299,40 @@
     return data.last_event_id;
   }
 
+  /*
+   * The time the availability rules close, for the loaded week, as the
+   * server evaluates it (GET /api/unavailable: the module behind its 409
+   * rest_unavailable, in the database's time zone), so what is shaded is
+   * what a booking is refused for. One request covers the week for nobody
+   * in particular (global and the filtered product's rules) and for each
+   * staff member (their own rules on top); reloaded when the week, the
+   * product filter or any rule changes.
+   */
+  const MAX_CLOSED_STAFF = 100; // the server's limit on staff_ids
+  let closedTime = /** @type {{staff_id: number | null, start: number, end: number, rule: any, outside: boolean}[]} */ ([]);
+  let closedTimer = null;
+
+  async function loadClosed() {
+    const {activeStart, activeEnd} = calendar.view;
+    const staff = new Set(me.role === 'staff' ? [me.staff_id]
+      : directory.staff().map((/** @type {any} */ x) => x.id));
+    for (const a of appointments.rows.values()) (a.staff_ids || []).forEach((id) => staff.add(id));
+    const params = new URLSearchParams({start: String(toEpoch(activeStart)), end: String(toEpoch(activeEnd)),
+      staff_ids: [...staff].slice(0, MAX_CLOSED_STAFF).join(',')});
+    if (filter.productId != null) params.set('product_id', String(filter.productId));
+    const data = await api('GET', '/api/unavailable?' + params);
+    closedTime = data.closed;
+    availabilitiesDirty = true;
+    scheduleRender();
+    return true;
+  }
+
+  // A burst of rule changes (or navigating fast) loads the closed time once.
+  function reloadClosed() {
+    clearTimeout(closedTimer);
+    closedTimer = setTimeout(() => retrying('closed', loadClosed).catch(showError), 150);
+  }
+
   // The stream could not replay everything since our cursor: what we hold
   // may miss changes anywhere, so start over from fresh snapshots.
   async function reload(resetId) {
@@ -282,6 +342,7 @@
     noteEvent(resetId);
     try {
       await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
+      reloadClosed();
     } catch (err) {
       showError(err);
     }
@@ -292,16 +353,24 @@
   function applyEvent(event) {
     const [resource, action] = event.topic.split('.');
     const row = action === 'deleted' ? null : event.payload;
+    const own = ownEventIds.has(event.id);
     // Trashed and cancelled rows stay in the store: status decides how they show.
     if (resource === 'appointment') {
       const old = appointments.rows.get(event.resource_id);
-      if (appointments.apply(event.resource_id, event.id, row)) noticeChange(event, action, old, row);
+      if (appointments.apply(event.resource_id, event.id, row)) {
+        lastChanges.set(event.resource_id, {id: event.id, ts: event.ts, actor: event.actor,
+          version: row && row.version != null ? row.version : null});
+        recentEvents.set(event.id, event.resource_id);
+        if (recentEvents.size > OWN_LOG_SIZE) recentEvents.delete(recentEvents.keys().next().value);
+        noticeChange(event, action, old, row, own);
+      }
     } else if (resource === 'availability') {
       const old = availabilities.rows.get(event.resource_id);
       if (availabilities.apply(event.resource_id, event.id, row)) {
-        availabilitiesDirty = true;
+        reloadClosed();
         const rule = row || old;
-        activity.note(event.id, `availability ${action}: ${(rule && rule.title) || '#' + event.resource_id}`);
+        activity.note(event, `availability “${(rule && rule.title) || '#' + event.resource_id}” ${action}`
+          + byWhom(event), own);
       }
     }
     applied.push(event.id);
@@ -311,30 +380,79 @@
     scheduleRender();
   }
 
+  /** A write's answer named its event: the change is this page's own. @param {number} eventId */
+  function ownEvent(eventId) {
+    ownEventIds.add(eventId);
+    if (ownEventIds.size > OWN_LOG_SIZE) ownEventIds.delete(ownEventIds.values().next().value);
+    // The stream can be faster than the answer: un-flash what already arrived.
+    const appointmentId = recentEvents.get(eventId);
+    if (appointmentId != null) {
+      activity.markOwn(eventId);
+      activity.unflash(appointmentId);
+    }
+  }
+
+  /** " by front-desk (admin)", or nothing from a server that does not say. @param {any} event */
+  const byWhom = (event) => (event.actor ? ` by ${TsseActivity.actorLabel(event.actor, directory.staffName)}` : '');
+
+  const STATUS_WORDS = {
+    'confirmed': 'confirmed', 'paid': 'marked paid', 'complete': 'completed', 'unpaid': 'marked unpaid',
+    'pending-confirmation': 'set to pending confirmation', 'in-cart': 'put in a cart',
+    'was-in-cart': 'dropped from a cart', 'cancelled': 'cancelled', 'trash': 'trashed',
+  };
+  const ARRIVAL_WORDS = {'arrived': 'marked arrived', 'no-show': 'marked no-show', 'expected': 'reset to expected'};
+  /** @param {number[]} ids */
+  const staffNames = (ids) => (ids || []).map((id) => directory.staffName(id)).join(' & ') || 'nobody';
+
   /*
    * What a person at the desk should notice about a change that just came
-   * in: a line in the activity list, and the card flashing (arrived, moved,
-   * changed status) or fading out (trashed, deleted).
+   * in: a line in the activity list that says what happened, to whom, by
+   * whom and when ("10:02 Anna Berg moved to 11:00 by front-desk (admin)"),
+   * and the card flashing (arrived, moved, changed) or fading out (trashed,
+   * deleted), unless the change was this page's own.
    */
-  function noticeChange(event, action, old, row) {
+  function noticeChange(event, action, old, row, own) {
     const a = row || old;
     const who = a ? directory.customerName(a.customer_id) : `appointment #${event.resource_id}`;
     const movedDay = old && row && dayKey(old.start) !== dayKey(row.start);
     const when = (/** @type {any} */ r) => (movedDay || !old ? weekdayTime : clock).format(r.start * 1000);
-    let text;
+    /** @type {string[]} */
+    const parts = [];
     if (action === 'created') {
-      text = `booked: ${who} · ${directory.productLabel(row.product_id)} → ${weekdayTime.format(row.start * 1000)}`;
-    } else if (action === 'rescheduled') {
-      text = `moved: ${who} → ${when(row)}`;
-    } else if (action === 'updated' && old && row && old.status !== row.status) {
-      text = `${row.status.replace('-', ' ')}: ${who}`;
-    } else if (action === 'updated' && old && row && old.customer_status !== row.customer_status) {
-      text = `${row.customer_status}: ${who}`;
-    } else {
-      text = `${action}: ${who}`;
+      parts.push(`booked for ${directory.productLabel(row.product_id)} ${weekdayTime.format(row.start * 1000)}`);
+      if (row.overlap_allowed) parts.push('overlap allowed');
+    } else if (action === 'deleted' || action === 'trashed') {
+      parts.push(action);
+    } else if (old && row) {
+      if (old.start !== row.start) parts.push(`moved to ${when(row)}`);
+      else if (old.end !== row.end) parts.push(`now ends ${clock.format(row.end * 1000)}`);
+      if (JSON.stringify(old.staff_ids || []) !== JSON.stringify(row.staff_ids || [])) {
+        parts.push(`reassigned from ${staffNames(old.staff_ids)} to ${staffNames(row.staff_ids)}`);
+      }
+      if (old.status !== row.status) {
+        parts.push(old.status === 'cancelled' ? `restored (${row.status.replace('-', ' ')})`
+          : STATUS_WORDS[row.status] || `set to ${row.status}`);
+      }
+      if (old.customer_status !== row.customer_status) {
+        parts.push(ARRIVAL_WORDS[row.customer_status] || `set to ${row.customer_status}`);
+      }
+      if (old.product_id !== row.product_id) parts.push(`service changed to ${directory.productLabel(row.product_id)}`);
+      if (old.customer_id !== row.customer_id) {
+        parts.push(`customer changed to ${directory.customerName(row.customer_id)}`);
+      }
+      if ((old.notes || '') !== (row.notes || '')) parts.push('notes edited');
+      if (!!old.overlap_allowed !== !!row.overlap_allowed) {
+        parts.push(row.overlap_allowed ? 'overlap allowed' : 'overlap no longer allowed');
+      }
+    } else if (action === 'rescheduled' && row) {
+      parts.push(`moved to ${when(row)}`);
+    } else if (action === 'cancelled') {
+      parts.push('cancelled');
     }
-    activity.note(event.id, text);
+    if (parts.length === 0) parts.push('updated');
+    activity.note(event, `${who} ${parts.join(', ')}${byWhom(event)}`, own);
     if (action === 'trashed' || action === 'deleted') leaving.add(event.resource_id);
+    else if (own) activity.unflash(event.resource_id); // the person just made the card what it is
     else activity.flash(event.resource_id);
   }
 
@@ -410,19 +528,44 @@
     }
   }
 
-  function appointmentEvent(key, a) {
+  /**
+   * What the card says besides names (issue 20): arrival and a deliberate
+   * overlap, as [symbol, words]. The card shows the symbol (the legend
+   * explains it; a narrow card keeps room for the name), its accessible
+   * name and tooltip the words.
+   * @param {any} a @returns {[string, string][]}
+   */
+  function flags(a) {
+    /** @type {[string, string][]} */
+    const out = [];
+    if (a.customer_status === 'arrived') out.push(['✓', 'arrived']);
+    if (a.customer_status === 'no-show') out.push(['✗', 'no-show']);
+    if (a.overlap_allowed) out.push(['⚠', 'overlap allowed']);
+    return out;
+  }
+
+  /** @param {string} key @param {any} a @param {number | null} [column] the staff column it is drawn in */
+  function appointmentEvent(key, a, column) {
     const cancelled = a.status === 'cancelled';
     return {
       id: key,
-      title: directory.cardTitle(a),
+      title: [...flags(a).map(([symbol]) => symbol), directory.cardTitle(a)].join(' '),
       start: new Date(a.start * 1000),
       end: new Date(a.end * 1000),
       allDay: a.all_day,
       color: STATUS_COLORS[a.status] || '#64748b',
-      className: `tsse-appointment tsse-status-${a.status}${cancelled ? ' tsse-cancelled' : ''}`,
+      className: `tsse-appointment tsse-status-${a.status}${cancelled ? ' tsse-cancelled' : ''}`
+        + ` tsse-customer-${a.customer_status}${a.overlap_allowed ? ' tsse-overlap' : ''}`,
       editable: !cancelled,
-      extendedProps: {appointment: a},
+      extendedProps: {appointment: a, column},
     };
+  }
+
+  /** A card's accessible name: time, who, status, arrival, overlap. @param {any} a */
+  function cardLabel(a) {
+    const time = a.all_day ? 'all day' : `${clock.format(a.start * 1000)} to ${clock.format(a.end * 1000)}`;
+    return [time, directory.cardTitle(a), a.status.replace('-', ' '),
+      ...flags(a).map(([, words]) => words)].join(', ');
   }
 
   function renderAvailabilities() {
@@ -432,70 +575,31 @@
       if (event) event.remove();
     }
     renderedAvailabilityIds = [];
-    for (const rule of availabilities.rows.values()) {
-      availabilityEvents(rule).forEach((input, n) => {
-        input.id = `availability-${rule.id}-${n}`;
-        calendar.addEvent(input);
-        renderedAvailabilityIds.push(input.id);
-      });
+    const {activeStart, activeEnd} = calendar.view;
+    for (const input of closedEvents(activeStart, activeEnd, filter.staffId)) {
+      calendar.addEvent(input);
+      renderedAvailabilityIds.push(input.id);
     }
   }
 
   /*
-   * Unavailable time as background shading. Rules are WooCommerce
-   * Appointments rules; drawn: 'custom' (dates YYYY-MM-DD, inclusive),
-   * 'time' (HH:MM to HH:MM every day), 'time:1'..'time:7' (the same on one
-   * weekday, 1 = Monday) and 'days' (weekdays 1..7). Not drawn (best
-   * effort): 'months', 'weeks', 'rrule', 'time:range', 'custom:daterange',
-   * and the priority order in which WooCommerce lets an appointable rule
-   * punch a hole into an unavailable one. Global rules always show; a
-   * product's or staff member's rules show when that filter is selected.
+   * Unavailable time as background shading: for a staff member (their
+   * column, or the staff filter) or for nobody in particular (the week
+   * unfiltered, the unassigned column). "Outside Opening hours" is time
+   * closed for lying outside an appointable rule.
+   * @param {Date} from @param {Date} to @param {number | null} staffId
    */
-  function availabilityEvents(rule) {
-    const applies = rule.scope === 'global'
-      || (rule.scope === 'product' && rule.product_id === filter.productId)
-      || (rule.scope === 'staff' && rule.staff_id === filter.staffId);
-    if (rule.appointable || !applies) return [];
-    const base = {
-      title: rule.title || 'Unavailable', display: 'background', color: '#94a3b8',
-      className: 'tsse-unavailable', editable: false,
-    };
-    const from = rule.from_range || '';
-    const to = rule.to_range || '';
-    const isDate = (s) => /^\d{4}-\d{2}-\d{2}$/.test(s);
-    const isTime = (s) => /^\d{1,2}:\d{2}$/.test(s);
-    const weekday = /^time:([1-7])$/.exec(rule.range_type);
-
-    if (rule.range_type === 'custom' && isDate(from) && isDate(to)) {
-      return [{...base, allDay: true, start: from, end: nextDay(to)}];
-    }
-    if ((rule.range_type === 'time' || weekday) && isTime(from) && isTime(to)) {
-      const day = weekday ? Number(weekday[1]) % 7 : null; // FullCalendar: 0 = Sunday
-      if (from < to || to === '00:00') {
-        return [{...base, startTime: from, endTime: to === '00:00' ? '24:00' : to,
-          daysOfWeek: day == null ? undefined : [day]}];
-      }
-      // Overnight, like 22:00-06:00: the evening, then the next morning.
-      return [
-        {...base, startTime: from, endTime: '24:00', daysOfWeek: day == null ? undefined : [day]},
-        {...base, startTime: '00:00', endTime: to, daysOfWeek: day == null ? undefined : [(day + 1) % 7]},
-      ];
-    }
-    if (rule.range_type === 'days' && /^[1-7]$/.test(from) && /^[1-7]$/.test(to)) {
-      const days = [];
-      for (let d = Number(from); ; d = d % 7 + 1) { // wraps: 6..2 is Sat..Tue
-        days.push(d % 7);
-        if (d === Number(to)) break;
-      }
-      return [{...base, allDay: true, daysOfWeek: days}];
-    }
-    return [];
-  }
-
-  function nextDay(isoDate) {
-    const d = new Date(isoDate + 'T00:00:00Z');
-    d.setUTCDate(d.getUTCDate() + 1);
-    return d.toISOString().slice(0, 10);
+  function closedEvents(from, to, staffId) {
+    const a = toEpoch(from);
+    const b = toEpoch(to);
+    return closedTime.filter((c) => c.staff_id === staffId && c.start < b && c.end > a)
+      .map((c, n) => ({
+        id: `closed-${staffId ?? 'any'}-${n}`,
+        title: `${c.outside ? 'Outside ' : ''}${c.rule.title || 'availability rule #' + c.rule.id}`,
+        start: new Date(c.start * 1000), end: new Date(c.end * 1000),
+        display: 'background', color: '#94a3b8', className: 'tsse-unavailable', editable: false,
+        extendedProps: {rule: c.rule, outside: c.outside},
+      }));
   }
 
   // The filter choices: everyone in the directory (by name), then ids the
@@ -534,6 +638,7 @@
     availabilitiesDirty = true;
     scheduleRender();
     retrying('appointments', loadAppointments).catch(showError);
+    reloadClosed(); // a product's rules apply with its filter
   }
 
   // --- views --------------------------------------------------------------
@@ -578,8 +683,14 @@
       : directory.staff().map((/** @type {any} */ x) => x.id);
     const extra = new Set();
     for (const a of dayRows(day)) (a.staff_ids || []).forEach((id) => { if (!ids.includes(id)) extra.add(id); });
-    const columns = [...ids, ...[...extra].sort((x, y) => x - y)]
-      .map((id) => ({id, name: directory.staffName(id)}));
+    const next = new Date(day.getFullYear(), day.getMonth(), day.getDate() + 1);
+    const columns = [...ids, ...[...extra].sort((x, y) => x - y)].map((id) => {
+      // What closes this person's day (a holiday) shows under the name,
+      // where it is seen: the shading's own label may sit out of view.
+      const own = new Set(closedEvents(day, next, id)
+        .filter((c) => c.extendedProps.rule.scope === 'staff' && !c.extendedProps.outside).map((c) => c.title));
+      return {id, name: directory.staffName(id), ...(own.size ? {note: [...own].join(', ')} : {})};
+    });
     if (me.role === 'admin') columns.push({id: null, name: 'Unassigned'});
     return columns;
   }
@@ -592,11 +703,15 @@
       && (filter.productId == null || a.product_id === filter.productId));
   }
 
-  /** @param {number | null} staffId @param {Date} day */
+  /** A staff column's cards and its closed time. @param {number | null} staffId @param {Date} day */
   function staffEvents(staffId, day) {
-    return dayRows(day)
-      .filter((a) => (staffId == null ? (a.staff_ids || []).length === 0 : (a.staff_ids || []).includes(staffId)))
-      .map((a) => appointmentEvent(`appointment-${a.id}`, a));
+    const next = new Date(day.getFullYear(), day.getMonth(), day.getDate() + 1);
+    return [
+      ...dayRows(day)
+        .filter((a) => (staffId == null ? (a.staff_ids || []).length === 0 : (a.staff_ids || []).includes(staffId)))
+        .map((a) => appointmentEvent(`appointment-${a.id}`, a, staffId)),
+      ...closedEvents(day, next, staffId),
+    ];
   }
 
   // --- booking --------------------------------------------------------------
@@ -623,17 +738,84 @@
 
   // A drag or resize is only a request: the change the calendar shows comes
   // back through the stream like anyone else's, so success changes nothing
-  // here and failure puts the appointment back.
+  // here and failure (or a conflict the person resolves by keeping the
+  // current row) puts the appointment back.
   async function onMoved(info) {
     const a = info.event.extendedProps.appointment;
     const body = {start: toEpoch(info.event.start), end: toEpoch(info.event.end)};
+    if (!(await sendChange(a, body, `Move to ${weekdayTime.format(info.event.start)}`))) info.revert();
+  }
+
+  /*
+   * A card dragged from one staff column into another: the appointment is
+   * reassigned (that column's staff member replaces the one it was dragged
+   * from; the others stay) and moved to where it was dropped, in one
+   * versioned PATCH. The dropped copy goes at once; the stream draws the
+   * result in the right column, or the refresh puts the card back.
+   */
+  async function onStaffDrop(/** @type {any} */ info, /** @type {number | null} */ toStaff) {
+    const a = info.event.extendedProps.appointment;
+    const fromStaff = info.event.extendedProps.column;
+    info.event.remove();
+    if (!a) return;
+    const others = (a.staff_ids || []).filter((/** @type {number} */ id) => id !== fromStaff && id !== toStaff);
+    /** @type {Record<string, any>} */
+    const body = {staff_ids: toStaff == null ? others : [toStaff, ...others]};
+    const start = toEpoch(info.event.start);
+    if (start !== a.start) Object.assign(body, {start, end: start + (a.end - a.start)});
+    const to = toStaff == null ? 'unassigned' : directory.staffName(toStaff);
+    await sendChange(a, body, `Reassign to ${to}`);
+    if (staffDay.open) staffDay.refresh();
+  }
+
+  /**
+   * One versioned change of appointment `a` (writes.js); true when it was
+   * made, false when it failed or the person kept what is there.
+   * @param {any} a @param {Record<string, any>} body @param {string} label
+   */
+  async function sendChange(a, body, label) {
     try {
-      await api('PATCH', `/api/appointments/${a.id}`, body);
+      return (await writes.change(a, body, label)) !== null;
     } catch (err) {
-      info.revert();
       if (err.status === 401) showError(err);
-      else showNotice([`Could not move appointment #${a.id}: ${err.message}`], 'error');
+      else showNotice([`Could not change appointment #${a.id} (${label}): ${err.message}`], 'error');
+      return false;
     }
+  }
+
+  /** "Anna Berg · Haircut 45 min · Jonas, Wed 10:00 (#12)", or "#12" for a row not held. @param {number} id */
+  function describeId(id) {
+    const a = appointments.rows.get(id);
+    return a ? `${directory.cardTitle(a)}, ${weekdayTime.format(a.start * 1000)} (#${id})` : `appointment #${id}`;
+  }
+
+  /** The fields a person sees that differ: [label, before, after]. @param {any} x @param {any} y */
+  function fieldChanges(x, y) {
+    const when = (/** @type {any} */ a) => (a.all_day ? 'all day'
+      : `${weekdayTime.format(a.start * 1000)}–${clock.format(a.end * 1000)}`);
+    /** @type {[string, (a: any) => string][]} */
+    const fields = [
+      ['Status', (a) => a.status],
+      ['Arrival', (a) => a.customer_status],
+      ['When', when],
+      ['Staff', (a) => staffNames(a.staff_ids)],
+      ['Service', (a) => directory.productLabel(a.product_id)],
+      ['Customer', (a) => directory.customerName(a.customer_id)],
+      ['Notes', (a) => a.notes || '—'],
+      ['Overlap allowed', (a) => (a.overlap_allowed ? 'yes' : 'no')],
+    ];
+    return fields.map(([label, show]) => /** @type {[string, string, string]} */ ([label, show(x), show(y)]))
+      .filter(([, before, after]) => before !== after);
+  }
+
+  /** Who made the row's newest change we know of, and when. @param {number} id @param {number} [version] */
+  function lastChange(id, version) {
+    const change = lastChanges.get(id);
+    if (!change || (version != null && change.version != null && change.version < version)) return null;
+    return {
+      who: change.actor ? TsseActivity.actorLabel(change.actor, directory.staffName) : 'someone',
+      at: clock.format(change.ts * 1000),
+    };
   }
 
   function describe(a) {
@@ -648,6 +830,9 @@
       ['Service', a.product_id == null ? 'none' : `${directory.productLabel(a.product_id)} (#${a.product_id})`],
       ['Order', a.order_id == null ? '—' : `#${a.order_id} (item #${a.order_item_id})`],
       ['Cost', a.cost],
+      ['Notes', a.notes || '—'],
+      ...(a.overlap_allowed ? [['Overlap', '⚠ allowed (booked anyway)']] : []),
+      ...(lastChange(a.id) ? [['Last change', `${lastChange(a.id).at} by ${lastChange(a.id).who}`]] : []),
     ];
   }
 
@@ -753,6 +938,9 @@
       eventAllow: (/** @type {any} */ span, /** @type {any} */ moving) => !moving || span.allDay === moving.allDay,
       eventDrop: onMoved,
       eventResize: onMoved,
+      // Staff columns take cards dragged from another column (reassignment).
+      droppable: admin && staffId !== undefined,
+      eventReceive: (/** @type {any} */ info) => onStaffDrop(info, staffId ?? null),
       eventClick: (/** @type {any} */ info) => {
         const a = info.event.extendedProps.appointment;
         if (a) showDetails(a, true);
@@ -761,6 +949,7 @@
         const a = info.event.extendedProps.appointment;
         if (!a) return;
         info.el.title = describe(a).map(([label, value]) => `${label}: ${value}`).join('\n');
+        info.el.setAttribute('aria-label', cardLabel(a));
         info.el.dataset.appointmentId = a.id;
         activity.decorate(info.el, a.id);
       },
@@ -777,7 +966,11 @@
       headerToolbar: {start: 'prev,next today', center: 'title', end: 'timeGridWeek,timeGridDay,listWeek'},
       height: '100%',
       // Navigating needs the new range's rows; the first range loads in start().
-      datesSet: () => { if (subscription) retrying('appointments', loadAppointments).catch(showError); },
+      datesSet: () => {
+        if (!subscription) return;
+        retrying('appointments', loadAppointments).catch(showError);
+        reloadClosed();
+      },
     });
     calendar.render();
   }
@@ -805,15 +998,21 @@
       // Admins write; staff see the same panel read-only.
       els.book.hidden = false;
       els.detailsActions.hidden = false;
+      const ask = TsseWrites.createAsk();
+      writes = TsseWrites.create({api, ask, describe: describeId, fieldChanges, lastChange,
+        isAdmin: () => me.role === 'admin'});
+      booking = TsseBooking.createBookingForm({writes, directory, onError: showError});
       actions = TsseBooking.createActions({
-        container: els.detailsActions, error: els.detailsError, api, onError: showError});
-      booking = TsseBooking.createBookingForm({api, directory, onError: showError});
+        container: els.detailsActions, error: els.detailsError, writes, ask, describe: describeId,
+        onEdit: (/** @type {any} */ a) => booking.edit(a), onError: showError});
     }
     createCalendar();
     let since;
     try {
       const [ids] = await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
       since = Math.min(...ids);
+      // Needs the directory's staff. Not fatal: a calendar without shading still works.
+      await retrying('closed', loadClosed).catch(showError);
       els.who.textContent = me.role === 'staff' ? directory.staffName(me.staff_id) : 'Admin';
     } catch (err) {
       fail(err);
@@ -867,6 +1066,8 @@
     // The activity list's lines, newest first.
     activity: () => activity.lines(),
     resets: () => resets,
+    // Event ids this page's own writes produced (their answers' Event-Id).
+    ownEventIds: () => [...ownEventIds],
     // Whether this tab holds the browser's shared stream (client.js).
     leader: () => (subscription ? subscription.leader : null),
     status: () => status,

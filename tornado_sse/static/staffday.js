@@ -4,13 +4,16 @@
  * build has no resource views, so each column is a small timeGridDay
  * calendar of its own, fed from the page's store (no requests of its own):
  * the page calls refresh() whenever it renders. An appointment with two
- * staff members shows in both columns; one with none in "Unassigned".
+ * staff members shows in both columns; one with none in "Unassigned". A
+ * card dragged into another column is the page's to handle (eventReceive:
+ * a reassignment). A column whose whole day is closed says why under its
+ * name, since the shading's own label sits at midnight, out of view.
  */
 (function (root) {
   'use strict';
 
   /**
-   * @typedef {{id: number | null, name: string}} Column  id null: unassigned
+   * @typedef {{id: number | null, name: string, note?: string}} Column  id null: unassigned; note: "Holiday"
    * @typedef {{
    *   columns: (day: Date) => Column[],
    *   eventsFor: (staffId: number | null, day: Date) => object[],
@@ -36,6 +39,12 @@
         const heading = document.createElement('h3');
         heading.id = `staff-column-${column.id ?? 'none'}`;
         heading.textContent = column.name;
+        if (column.note) {
+          const note = document.createElement('small');
+          note.className = 'staff-column-note';
+          note.textContent = column.note;
+          heading.append(' ', note);
+        }
         section.setAttribute('aria-labelledby', heading.id);
         const body = document.createElement('div');
         body.className = 'staff-column-calendar';
