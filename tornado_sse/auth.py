@@ -224,7 +224,17 @@ class Authenticator:
         sub = claims.get("sub")
         return Principal(role=role, staff_id=staff_id, expires_at=float(exp) + self._leeway,
                          token_key=_token_key(claims),
-                         subject=sub[:200] if isinstance(sub, str) and sub else (str(sub) if isinstance(sub, int) else None))
+                         subject=_subject(sub))
+
+
+def _subject(sub: object) -> str | None:
+    """The ``sub`` claim as the actor of a write names it, bounded; an
+    integer subject counts too (some identity providers issue numbers)."""
+    if isinstance(sub, bool):
+        return None
+    if isinstance(sub, str) and sub:
+        return sub[:200]
+    return str(sub) if isinstance(sub, int) else None
 
 
 def _token_key(claims: dict[str, Any]) -> str:

@@ -87,7 +87,8 @@ class SSEStream:
                  "started", "started_wall", "token_key")
 
     def __init__(self, fd: int, host: Ticker, *, route: str, role: str, token_key: str, request_line: str,
-                 started_wall: float, filter: Filter, request_id: str = "", chunked: bool, cursor: int, max_events: int = 0,
+                 started_wall: float, filter: Filter, chunked: bool, cursor: int, max_events: int = 0,
+                 request_id: str = "",
                  heartbeat: float = 0.0, deadline: float | None = None,
                  deadline_reason: str = END_TIMEOUT) -> None:
         self.filter = host.hub.shared_filter(filter)

@@ -31,8 +31,8 @@ from ..context import Context
 from ..errors import ApiError, forbidden, invalid_params
 from ..validation import (
     MAX_STAFF_IDS,
-    Invalid,
     DuplicateKey,
+    Invalid,
     appointment_columns,
     availability_columns,
     idempotency_key,

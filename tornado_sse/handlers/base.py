@@ -22,8 +22,8 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from ..auth import MAX_ID, redact_uri
 from ..edge import EdgeIOStream
 from ..errors import ApiError, busy, cannot_write, invalid_params, read_only, unavailable
-from ..validation import query_control_characters
 from ..quota import Refusal
+from ..validation import query_control_characters
 
 if TYPE_CHECKING:
     from ..auth import Principal

@@ -25,9 +25,8 @@ from ..auth import Principal, redact_uri
 from ..context import Context
 from ..errors import ApiError
 from ..handover import Handover
-from ..stream import END_ERROR, END_EXPIRED, END_TIMEOUT, SSEStream
-from ..logfmt import fields
 from ..requestid import request_id
+from ..stream import END_ERROR, END_EXPIRED, END_TIMEOUT, SSEStream
 from .base import BaseHandler
 from .query import StreamQuery, parse_stream_query
 
