@@ -377,6 +377,23 @@ def document() -> dict[str, Any]:
             "post": _create_operation("Availability", "AvailabilityCreate"),
         },
         "/api/availabilities/{id}": _item_operations("availability rule", "Availability", "AvailabilityPatch"),
+        "/api/unavailable": {"get": {
+            "summary": "Time the availability rules close, for a calendar to draw (SPEC §8)",
+            "description": "Evaluated by the same rules as the write API's 409 rest_unavailable. Entries "
+                           "with staff_id null are closed for everyone; others for that staff member.",
+            "parameters": [
+                _param("start", "query", {"type": "string"}, "Range start: epoch seconds or ISO 8601.", True),
+                _param("end", "query", {"type": "string"}, "Range end (after start, a bounded span).", True),
+                _param("staff_ids", "query", {"type": "string"}, "Comma list of staff ids."),
+                _FILTERS[2]],
+            "responses": {"200": _json({
+                "type": "object", "required": ["timezone", "closed"],
+                "properties": {"timezone": {"type": "string"}, "closed": {"type": "array", "items": {
+                    "type": "object", "required": ["staff_id", "start", "end", "rule", "outside"],
+                    "properties": {"staff_id": _nullable({"type": "integer"}), "start": {"type": "integer"},
+                                   "end": {"type": "integer"}, "rule": {"type": "object"},
+                                   "outside": {"type": "boolean"}}}}}}, "Closed intervals."),
+                **_AUTH_ERRORS}}},
         "/api/directory": {"get": {"summary": "The names behind staff, product and customer ids",
                                    "responses": {"200": _json(ref("Directory"), "The names."),
                                                  **_AUTH_ERRORS}}},

@@ -43,6 +43,15 @@ class ReadyHandler(BaseHandler):
     async def get(self) -> None:
         checks = await self.ctx.readiness.checks()
         failed = sorted(name for name, word in checks.items() if word != OK)
+        keys = self.ctx.auth.key_status()
+        if keys is not None:
+            # --jwks-url (issue 22): not ready until the first key set has
+            # loaded (tokens cannot be checked); a stale set (the identity
+            # provider is down, cached keys serve) stays ready and says so,
+            # so an IdP outage does not take every server out of rotation.
+            checks["jwks"] = OK if keys["ready"] and not keys["stale"] else "stale" if keys["ready"] else "loading"
+            if not keys["ready"]:
+                failed = sorted([*failed, "jwks"])
         self.set_header("Cache-Control", "no-store")
         body: dict[str, object] = {"status": "unavailable" if failed else "ok", "checks": checks}
         if failed:
