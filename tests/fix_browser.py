@@ -120,6 +120,16 @@ class Session:
         self.context = context
         self.errors = errors
 
+    def accept_dialogs(self) -> None:
+        """Answer every question with OK, as a person who means to follow a
+        sign-in link for another identity (the page asks before a session is
+        replaced: login CSRF, issue 19); Playwright would dismiss them."""
+
+        async def accept(dialog: Any) -> None:
+            await dialog.accept()
+
+        self.context.on("page", lambda page: page.on("dialog", accept))
+
     async def open(self, url: str, status: str | None = "live", timeout: float = WAIT_MS,
                    record_stream: bool = False) -> CalendarPage:
         """A new tab on ``url``; by default waits until its stream is live."""

@@ -60,6 +60,11 @@ def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
 def db(pg_dsn: str) -> str:
     """The session database, emptied: each test starts with no rows, no events."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        # An earlier test's server may have left a backend behind (its test
+        # process lives on): end them, and never wait unboundedly for a lock.
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        conn.execute("SET lock_timeout = '20s'")
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")
         conn.execute("ALTER SEQUENCE sse_events_id_seq RESTART")
         conn.execute("UPDATE sse_retention SET pruned_through = 0, last_run_at = 'epoch'")

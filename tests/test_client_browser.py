@@ -38,6 +38,7 @@ async def test_a_staff_tab_and_an_admin_tab_of_one_browser_each_get_exactly_thei
     browser, and book for another staff member with psql."""
     server = await make_server()
     browser = await chromium.session()  # one browser: one cookie jar, one BroadcastChannel
+    browser.accept_dialogs()  # the second link signs in as someone else, on purpose
     staff = await browser.open(f"{server.url}/?token={staff_token(5)}")
     admin = await browser.open(f"{server.url}/?token={admin_token()}")
 
@@ -70,6 +71,7 @@ async def test_a_tab_whose_cookie_another_login_replaced_stops_rather_than_show_
     server = await make_server(retry=RETRY_MS)
     port = server.port
     browser = await chromium.session()
+    browser.accept_dialogs()  # the second link signs in as someone else, on purpose
     first = await browser.open(f"{server.url}/?token={staff_token(5)}")
     second = await browser.open(f"{server.url}/?token={staff_token(7)}")  # replaces the cookie
 

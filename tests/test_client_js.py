@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fix_directory import add_directory
 from tests.fix_server import admin_token, staff_token
 
 pytestmark = pytest.mark.pg_independent  # the client's logic, not PostgreSQL's version
@@ -45,8 +46,10 @@ def run(*argv: str, cwd: Path = PACKAGE) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_node_test_runner_passes_against_a_real_server(npm, make_server):
+async def test_node_test_runner_passes_against_a_real_server(npm, make_server, db):
     """clients/js/test/*.test.mjs; a failing node test fails this test with its output."""
+    # The ids the node tests book: the write API knows only the directory's (SPEC §8).
+    add_directory(db, staff={5: "Eva", 7: "Ole"}, products={456: ("Cut", 60, "50.00")}, customers={789: "Ida"})
     server = await make_server()
     env = {**os.environ, "TSSE_URL": server.url, "TSSE_ADMIN_TOKEN": admin_token(),
            "TSSE_STAFF_TOKEN": staff_token(5)}

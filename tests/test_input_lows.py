@@ -14,6 +14,7 @@ import json
 import pytest
 
 from tests.fix_db import execute
+from tests.fix_directory import add_directory
 from tests.fix_server import auth
 from tornado_sse.testing.sse_client import Response, request
 
@@ -60,10 +61,12 @@ async def test_bad_input_is_400_naming_the_parameter(server, db, method, path, b
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_the_same_requests_done_right_still_work(server):
+async def test_the_same_requests_done_right_still_work(server, db):
     """The controls of the table: ASCII padding, unique keys, plain text."""
+    add_directory(db, staff={5: "Eva"}, products={}, customers={})  # SPEC §8: known ids only
     for path, body in (("/api/appointments", (APPOINTMENT + ', "status": "paid"}').encode()),
-                       ("/api/availabilities", rule("Closed day", rrule="FREQ=WEEKLY;COUNT=2")),
+                       ("/api/availabilities", rule("Closed day", rrule="FREQ=WEEKLY;COUNT=2",
+                                                   from_range="2024-12-25", to_range="2024-12-25", appointable=False)),
                        ("/api/appointments", json.dumps({"start": f" {T0} ", "end": T0 + 3600}).encode())):
         resp = await request(server.url + path, method="POST", body=body, stream=False,
                              headers={**auth(), "Content-Type": "application/json"})

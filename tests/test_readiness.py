@@ -19,6 +19,7 @@ import pytest
 from psycopg import conninfo
 
 from tests.fix_db import execute
+from tests.fix_directory import add_directory
 from tests.fix_server import auth
 from tornado_sse.testing.sse_client import Response, request
 
@@ -36,7 +37,9 @@ async def get(url: str, method: str = "GET") -> Response:
 async def post_appointment(server) -> Response:
     resp = await request(server.url + "/api/appointments", method="POST", stream=False,
                          headers={**auth(), "Content-Type": "application/json"},
-                         body=json.dumps({"start": T0, "end": T0 + 3600, "staff_ids": [5]}).encode())
+                         body=json.dumps({"start": T0, "end": T0 + 3600, "staff_ids": [5],
+                                          # the same slot again and again, on purpose (SPEC §8)
+                                          "overlap_allowed": True}).encode())
     assert isinstance(resp, Response)
     return resp
 
@@ -92,6 +95,7 @@ async def test_read_only_database_answers_writes_503_and_readyz_says_so(make_ser
     (SQLSTATE 25006). Writes answer 503 rest_unavailable + Retry-After, not a
     500 with a traceback; reads go on; /readyz says read-only. When the
     database takes writes again, so does the server, without a restart."""
+    add_directory(db, staff={5: "Eva"}, products={}, customers={})  # SPEC §8: known ids only
     caplog.set_level(logging.INFO)
     server = await make_server(pool_size=4)
     assert (await post_appointment(server)).status == 201
@@ -138,6 +142,7 @@ async def test_read_only_database_answers_writes_503_and_readyz_says_so(make_ser
 async def test_killed_pool_backends_are_replaced_before_any_client_sees_them(make_server, db):
     """pg_terminate_backend on every pooled connection (a restart, a
     failover, an overzealous DBA): the next requests all succeed."""
+    add_directory(db, staff={5: "Eva"}, products={}, customers={})  # SPEC §8: known ids only
     server = await make_server(pool_size=4, max_snapshots_per_token=0)
     url = f"{server.url}/api/appointments?start={T0}&end={T0 + 86400}"
     # Several concurrent snapshots open several pooled connections.

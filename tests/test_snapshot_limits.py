@@ -26,8 +26,9 @@ IN_TRANSACTION = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current
 
 
 def rows(dsn: str, n: int) -> None:
-    execute(dsn, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at)"
-                 " SELECT 1, '{5}', to_timestamp(%s + g * 60), to_timestamp(%s + g * 60 + 1800)"
+    # Overlapping on purpose (SPEC §8's flag): rows, not a plausible day.
+    execute(dsn, "INSERT INTO appointments (product_id, staff_ids, start_at, end_at, overlap_allowed)"
+                 " SELECT 1, '{5}', to_timestamp(%s + g * 60), to_timestamp(%s + g * 60 + 1800), true"
                  " FROM generate_series(1, %s) g", (T0, T0, n))
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
@@ -86,7 +87,7 @@ class Server:
         metrics.rejected = listener.rejected
         quota = StreamQuota(per_token=s.max_streams_per_token, total=s.max_streams,
                             connects_per_second=s.max_connects_per_second)
-        ticker = Ticker(hub, s.keepalive, quota=quota, metrics=metrics, max_buffer=s.max_buffer)
+        ticker = Ticker(hub, s.keepalive, quota=quota, metrics=metrics, max_buffer=s.max_buffer, tracing=tracing)
         self.ctx = Context(settings=s, hub=hub, pool=pool, listener=listener, ticker=ticker, auth=auth,
                            metrics=metrics, quota=quota, tracing=tracing,
                            readiness=Readiness(pool, listener, hub),
@@ -181,13 +182,18 @@ class Server:
         ctx.hub.close(END_SHUTDOWN)  # ends streams, answers pollers
         # Let the answers go out: close_all_connections closes sockets at
         # once, and so does the ticker for streams still sending their end.
+        # A request whose client hung up no longer counts as in flight, but
+        # its handler may still hold a pooled connection mid-transaction (a
+        # snapshot being read): wait for those too, or closing the pool
+        # leaves them idle in transaction, holding their locks.
         deadline = asyncio.get_running_loop().time() + grace
-        while ((ctx.inflight > 0 or ctx.ticker.lingering)
+        while ((ctx.inflight > 0 or ctx.ticker.lingering or _checked_out(ctx.pool))
                and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.01)
-        if ctx.inflight or ctx.ticker.lingering:
-            log.warning("%d requests and %d streams still in flight after %.0fs; closing anyway",
-                        ctx.inflight, len(ctx.ticker.lingering), grace)
+        if ctx.inflight or ctx.ticker.lingering or _checked_out(ctx.pool):
+            log.warning("%d requests, %d streams and %d database connections still in use after"
+                        " %.0fs; closing anyway", ctx.inflight, len(ctx.ticker.lingering),
+                        _checked_out(ctx.pool), grace)
         ctx.ticker.stop()
         if self._http is not None:
             await self._http.close_all_connections()
@@ -195,6 +201,12 @@ class Server:
         await ctx.pool.close()
         if ctx.auth.jwks is not None:
             await ctx.auth.jwks.stop()
+
+
+def _checked_out(pool: AsyncConnectionPool[Any]) -> int:
+    """Pooled connections a handler holds right now."""
+    stats = pool.get_stats()
+    return max(0, stats.get("pool_size", 0) - stats.get("pool_available", 0))
 
 
 def serve(settings: Settings, *, on_listening: Callable[[str], None] | None = None) -> int:

@@ -50,6 +50,7 @@ from .socketwatch import SocketWatch
 if TYPE_CHECKING:
     from .metrics import Metrics
     from .quota import StreamQuota
+    from .tracing import Tracing
 
 log = logging.getLogger("tornado_sse.stream")
 access_log = logging.getLogger("tornado.access")
@@ -83,12 +84,12 @@ class SSEStream:
     # every equal stream (Hub.shared_filter).
     __slots__ = ("_backlog", "_drained", "_every", "_fd", "_heartbeat", "_host", "_pending", "_remaining",
                  "_unsent", "bytes_sent", "cursor", "deadline", "deadline_reason", "encoding", "ended",
-                 "events_sent", "filter", "last_write", "opened", "request_id", "request_line", "role", "route",
-                 "started", "started_wall", "token_key")
+                 "events_sent", "filter", "last_write", "opened", "path", "request_id", "request_line", "role",
+                 "route", "started", "started_wall", "token_key", "traceparent")
 
     def __init__(self, fd: int, host: Ticker, *, route: str, role: str, token_key: str, request_line: str,
                  started_wall: float, filter: Filter, chunked: bool, cursor: int, max_events: int = 0,
-                 request_id: str = "",
+                 request_id: str = "", path: str = "", traceparent: str | None = None,
                  heartbeat: float = 0.0, deadline: float | None = None,
                  deadline_reason: str = END_TIMEOUT) -> None:
         self.filter = host.hub.shared_filter(filter)
@@ -104,6 +105,10 @@ class SSEStream:
         self.request_line = request_line
         #: The request's id (X-Request-Id, echoed), for the log's fields.
         self.request_id = request_id
+        #: The request's path: the route as the access log names it (SSE routes take no path parameters).
+        self.path = path
+        #: The caller's W3C trace context, kept only while tracing is on.
+        self.traceparent = traceparent
         self.started_wall = started_wall
         # With ?heartbeat=S (SPEC §3) a quiet stream sends a heartbeat event
         # every S seconds instead of a keepalive comment every ``keepalive``.
@@ -343,8 +348,11 @@ class Ticker:
     bookkeeping of a stream's end (quota, metrics, log lines)."""
 
     def __init__(self, hub: Hub, keepalive: float, *, quota: StreamQuota, metrics: Metrics,
-                 max_buffer: int) -> None:
+                 max_buffer: int, tracing: Tracing | None = None) -> None:
         self.hub = hub
+        #: A detached stream's request span is recorded at its end, here
+        #: (Tornado never finishes that request, so its log hook never runs).
+        self.tracing = tracing
         self.keepalive = keepalive
         self.max_buffer = max_buffer
         self.quota = quota
@@ -375,11 +383,23 @@ class Ticker:
         log.info("stream end", extra=fields(
             route=stream.route, role=stream.role, reason=reason, duration_ms=round(1000 * duration, 1),
             events=stream.events_sent, bytes=stream.bytes_sent, request_id=stream.request_id or None))
-        # The one access-log line of the request, as app.access_logger writes it.
+        # The one access-log line of the request, as app.access_logger writes
+        # it; method, target and address are cut out of the request line once
+        # here rather than kept as slots of every idle stream.
+        method, _, rest = stream.request_line.partition(" ")
+        target, _, address = rest.rpartition(" (")
         access_log.info("%d %s", 200, stream.request_line, extra=fields(
-            route=stream.route, status=200, duration_ms=round(1000.0 * (time.time() - stream.started_wall), 1),
+            route=stream.path or None, method=method, target=target, status=200,
+            duration_ms=round(1000.0 * (time.time() - stream.started_wall), 1),
             bytes=stream.bytes_sent, events=stream.events_sent, reason=reason,
-            request_id=stream.request_id or None))
+            remote_ip=address.rstrip(")") or None, request_id=stream.request_id or None))
+        if self.tracing is not None and self.tracing.enabled:
+            self.tracing.request(
+                method=method, path=stream.path, route=stream.path or None, status=200,
+                duration=time.time() - stream.started_wall,
+                headers={"traceparent": stream.traceparent} if stream.traceparent else {},
+                attributes={"request_id": stream.request_id or None, "events": stream.events_sent,
+                            "bytes": stream.bytes_sent, "reason": reason})
 
     def _tick(self) -> None:
         now = time.monotonic()
