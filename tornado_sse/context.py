@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from psycopg_pool import AsyncConnectionPool
-
 from .auth import Authenticator
 from .hub import Hub
 from .listener import Listener
 from .metrics import Metrics
+from .pool import CheckedPool
 from .quota import StreamQuota
 from .readiness import Readiness
 from .settings import Settings
@@ -25,7 +24,7 @@ class Context:
 
     settings: Settings
     hub: Hub
-    pool: AsyncConnectionPool
+    pool: CheckedPool
     listener: Listener
     ticker: Ticker
     auth: Authenticator

@@ -21,7 +21,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 class CheckedPool(AsyncConnectionPool):
     """An :class:`AsyncConnectionPool` (autocommit connections) whose
-    ``getconn`` (and so ``connection()``) never hands out a dead one."""
+    ``getconn`` (and so ``connection()``) never hands out a dead one.
+
+    ``lent`` counts the connections handed out and not yet given back, so
+    shutdown can wait for a handler still reading (a snapshot whose client
+    hung up) instead of closing the pool under it, which left its
+    connection idle in transaction, holding its locks.
+    """
+
+    lent: int = 0
 
     async def getconn(self, timeout: float | None = None) -> psycopg.AsyncConnection[Any]:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -43,12 +51,17 @@ class CheckedPool(AsyncConnectionPool):
             try:
                 await conn.execute("")
             except (psycopg.OperationalError, psycopg.InterfaceError):
-                await self.putconn(conn)  # broken: the pool closes it and opens another
+                await super().putconn(conn)  # broken: the pool closes it and opens another
                 continue
             except BaseException:
                 # Cancelled (a poll whose client hung up): give it back, or
                 # the pool would count it as lent out for ever.
-                await self.putconn(conn)
+                await super().putconn(conn)
                 raise
+            self.lent += 1
             return conn
         raise PoolTimeout(f"no working connection within {self.timeout:.1f} s")
+
+    async def putconn(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.lent -= 1
+        await super().putconn(conn)

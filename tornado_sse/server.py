@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
@@ -187,13 +186,13 @@ class Server:
         # snapshot being read): wait for those too, or closing the pool
         # leaves them idle in transaction, holding their locks.
         deadline = asyncio.get_running_loop().time() + grace
-        while ((ctx.inflight > 0 or ctx.ticker.lingering or _checked_out(ctx.pool))
+        while ((ctx.inflight > 0 or ctx.ticker.lingering or ctx.pool.lent)
                and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.01)
-        if ctx.inflight or ctx.ticker.lingering or _checked_out(ctx.pool):
+        if ctx.inflight or ctx.ticker.lingering or ctx.pool.lent:
             log.warning("%d requests, %d streams and %d database connections still in use after"
                         " %.0fs; closing anyway", ctx.inflight, len(ctx.ticker.lingering),
-                        _checked_out(ctx.pool), grace)
+                        ctx.pool.lent, grace)
         ctx.ticker.stop()
         if self._http is not None:
             await self._http.close_all_connections()
@@ -201,12 +200,6 @@ class Server:
         await ctx.pool.close()
         if ctx.auth.jwks is not None:
             await ctx.auth.jwks.stop()
-
-
-def _checked_out(pool: AsyncConnectionPool[Any]) -> int:
-    """Pooled connections a handler holds right now."""
-    stats = pool.get_stats()
-    return max(0, stats.get("pool_size", 0) - stats.get("pool_available", 0))
 
 
 def serve(settings: Settings, *, on_listening: Callable[[str], None] | None = None) -> int:
