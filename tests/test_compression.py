@@ -17,6 +17,8 @@ from tornado_sse.app import STATIC
 from tornado_sse.compress import accepts_gzip
 from tornado_sse.testing.sse_client import Response, SSEConnection, request
 
+pytestmark = pytest.mark.pg_independent  # HTTP compression, not PostgreSQL's version
+
 GZIP = {"Accept-Encoding": "gzip, deflate, br"}
 STREAM_PATHS = ["/sse", "/wc-appointments/v2/sse", "/wp-json/wc-appointments/v2/sse"]
 

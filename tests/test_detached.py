@@ -27,6 +27,8 @@ from tornado_sse.stream import SSEStream, open_streams
 from tornado_sse.testing.processes import COMMAND, clean_env
 from tornado_sse.testing.sse_client import Response, SSEConnection, SSEParser, open_stream, request
 
+pytestmark = pytest.mark.pg_independent  # sockets and the collector, not PostgreSQL's version
+
 
 async def _until(check: Callable[[], bool], timeout: float) -> float:
     """Seconds until ``check()`` holds; fails after ``timeout``."""

@@ -26,6 +26,8 @@ from tornado_sse.auth import issue_token
 from tornado_sse.testing.processes import COMMAND, clean_env
 from tornado_sse.testing.sse_client import Response, SSEConnection, open_stream, request
 
+pytestmark = pytest.mark.pg_independent  # the HTTP edge, not PostgreSQL's version
+
 DENIED = {"code": "rest_forbidden", "message": "Sorry, you are not allowed to do that.",
           "data": {"status": 401}}
 

@@ -23,6 +23,8 @@ from tests.fix_server import SECRET, admin_token, auth
 from tornado_sse.testing.processes import serving
 from tornado_sse.testing.sse_client import Response, open_stream, request
 
+pytestmark = pytest.mark.pg_independent  # sockets and HTTP, not PostgreSQL's version
+
 #: What the hung-up requests declare: the whole --max-body-size.
 DECLARED = 1024 * 1024
 BIG_FILE = "/static/vendor/fullcalendar/all/global.js"

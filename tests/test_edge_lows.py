@@ -24,6 +24,8 @@ from tornado_sse.server import Server
 from tornado_sse.testing.processes import COMMAND, clean_env
 from tornado_sse.testing.sse_client import Response, SSEConnection, open_stream, request
 
+pytestmark = pytest.mark.pg_independent  # HTTP edge details, not PostgreSQL's version
+
 MakeServer = Callable[..., Awaitable[Server]]
 
 

@@ -29,6 +29,8 @@ from tornado_sse.jwks import KeySet, parse_key_set
 from tornado_sse.settings import Settings, SettingsError
 from tornado_sse.testing.sse_client import Response, SSEConnection, open_stream, request
 
+pytestmark = pytest.mark.pg_independent  # key sets and tokens, not PostgreSQL's version
+
 ISSUER = "https://idp.example/"
 AUDIENCE = "tornado-sse"
 

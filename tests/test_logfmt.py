@@ -27,6 +27,8 @@ from tornado_sse.logfmt import JsonFormatter, fields, formatter
 from tornado_sse.testing.processes import clean_env
 from tornado_sse.testing.sse_client import Response, open_stream, request
 
+pytestmark = pytest.mark.pg_independent  # log lines, not PostgreSQL's version
+
 FIELDS = {"time", "level", "logger", "message"}
 
 

@@ -24,6 +24,8 @@ from tornado_sse.app import make_app, route_template
 from tornado_sse.openapi import document
 from tornado_sse.testing.sse_client import Response, request
 
+pytestmark = pytest.mark.pg_independent  # the HTTP API's shapes, not PostgreSQL's version
+
 METHODS = ("get", "post", "patch", "delete", "put")
 
 #: Operations SPEC §6 and §8 promise that other work adds to the application

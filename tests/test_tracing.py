@@ -20,6 +20,8 @@ from tornado_sse.settings import Settings
 from tornado_sse.testing.sse_client import Response, open_stream, request
 from tornado_sse.tracing import Tracing
 
+pytestmark = pytest.mark.pg_independent  # spans, not PostgreSQL's version
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
