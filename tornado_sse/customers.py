@@ -74,7 +74,7 @@ class Search:
                    name_prefix=f" {esc}%", word_prefix=word)
 
 
-_SEARCH = f"""
+SEARCH_SQL = f"""
 SELECT c.id, c.name, c.phone, c.email FROM customers c
 WHERE c.search LIKE %(match)s
   AND (%(staff)s::bigint IS NULL OR c.id IN ({_STAFF_CUSTOMERS}))
@@ -93,7 +93,7 @@ async def search(pool: AsyncConnectionPool, text: str, *, limit: int, staff_id: 
               "staff": staff_id, "limit": limit}
     async with transaction(pool, limits) as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(_SEARCH, params)
+        await cur.execute(SEARCH_SQL, params)
         found: list[Any] = await cur.fetchall()
     return found
 
