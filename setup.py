@@ -91,6 +91,9 @@ setup(
             "schemathesis==4.32.5",
             # tests/test_tracing.py records spans with the SDK's in-memory exporter.
             "opentelemetry-sdk==1.45.2",
+            # tests/test_ics.py parses /api/appointments.ics with an independent
+            # parser (the server writes iCalendar by hand, tornado_sse/ical.py).
+            "icalendar>=6,<8",
         ],
     },
     entry_points={"console_scripts": ["tornado-sse = tornado_sse.cli:console_main"]},

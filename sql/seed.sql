@@ -28,18 +28,24 @@ ON CONFLICT (id) DO NOTHING;
 
 -- 154 customers, each a distinct first and last name: the first name walks
 -- the first list, the last name steps through the second by a stride that
--- gives every (first, last) pair once for these ids.
-INSERT INTO customers (id, name)
-SELECT 1000 + i,
-       (ARRAY['Anna', 'Ben', 'Clara', 'David', 'Elif', 'Felix', 'Greta', 'Hannes', 'Ida', 'Jan',
-              'Katrin', 'Lukas', 'Marta', 'Noah', 'Olga', 'Paul', 'Rosa', 'Samir', 'Tilda', 'Viktor'])
-           [i % 20 + 1]
-       || ' ' ||
-       (ARRAY['Berg', 'Nowak', 'Schulz', 'Okafor', 'Lindgren', 'Moreau', 'Yilmaz', 'Fischer',
-              'Costa', 'Novak', 'Hansen', 'Kowalski', 'Rossi', 'Weber', 'Dubois', 'Jensen',
-              'Popescu', 'Meyer', 'Horvat', 'Svensson', 'Baker', 'Ivanova', 'Keller'])
-           [(i / 20 + 7 * i) % 23 + 1]
-FROM generate_series(0, 153) AS i
+-- gives every (first, last) pair once for these ids. Each has an e-mail
+-- address (first.last@example.com, a domain reserved for examples) and a
+-- phone number in Berlin's 555 range (fictitious, like a film's).
+INSERT INTO customers (id, name, phone, email)
+SELECT 1000 + i, first || ' ' || last,
+       '+49 30 555 ' || lpad(((i * 7919) % 10000)::text, 4, '0'),
+       lower(first || '.' || last) || '@example.com'
+FROM (
+    SELECT i,
+           (ARRAY['Anna', 'Ben', 'Clara', 'David', 'Elif', 'Felix', 'Greta', 'Hannes', 'Ida', 'Jan',
+                  'Katrin', 'Lukas', 'Marta', 'Noah', 'Olga', 'Paul', 'Rosa', 'Samir', 'Tilda', 'Viktor'])
+               [i % 20 + 1] AS first,
+           (ARRAY['Berg', 'Nowak', 'Schulz', 'Okafor', 'Lindgren', 'Moreau', 'Yilmaz', 'Fischer',
+                  'Costa', 'Novak', 'Hansen', 'Kowalski', 'Rossi', 'Weber', 'Dubois', 'Jensen',
+                  'Popescu', 'Meyer', 'Horvat', 'Svensson', 'Baker', 'Ivanova', 'Keller'])
+               [(i / 20 + 7 * i) % 23 + 1] AS last
+    FROM generate_series(0, 153) AS i
+) AS names
 ON CONFLICT (id) DO NOTHING;
 
 -- 56 appointments: Monday to Friday, staff 1-4, three slots a day each

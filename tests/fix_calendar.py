@@ -55,3 +55,15 @@ def seed_demo_week(dsn: str, now: dt.datetime = SCREENSHOT_NOW) -> None:
     with psycopg.connect(dsn) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         conn.execute(pinned)
+
+
+async def choose_customer(page: Any, typed: str, name: str) -> None:
+    """In the open booking form, type ``typed`` into the customer search
+    (customers.js) and pick ``name`` from the server's answer."""
+    await page.fill("#book-customer", "")
+    await page.type("#book-customer", typed)
+    option = page.locator("#book-customer-list [role=option]", has_text=name)
+    await option.first.wait_for(timeout=5000)
+    await option.first.dispatch_event("mousedown")
+    await page.wait_for_function("n => document.getElementById('book-customer').value === n", arg=name,
+                                 timeout=5000)

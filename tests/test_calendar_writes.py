@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.fix_browser import CalendarPage, within
-from tests.fix_calendar import DAY, SCREENSHOT_NOW, at, book, calendar_url, row, seed_demo_week
+from tests.fix_calendar import DAY, SCREENSHOT_NOW, at, book, calendar_url, choose_customer, row, seed_demo_week
 from tests.fix_db import execute
 from tests.fix_directory import add_directory
 from tests.fix_server import admin_token
@@ -171,7 +171,7 @@ async def test_dragging_a_card_into_another_staff_column_reassigns_it(chromium, 
     await tab.page.locator("#booking").wait_for(state="visible", timeout=5000)
     assert await tab.page.input_value("#book-staff") == "2"
     await tab.page.select_option("#book-product", "102")
-    await tab.page.select_option("#book-customer", "1001")
+    await choose_customer(tab.page, "ben", "Ben Nowak")
     async with tab.page.expect_response(lambda r: r.request.method == "PATCH", timeout=5000) as sent:
         await tab.page.click("#book-submit")
     edited = await sent.value
@@ -372,7 +372,7 @@ async def test_a_double_booking_or_closed_time_is_named_and_booked_only_on_purpo
     async def fill_booking() -> None:
         await tab.page.click("#book-button")
         await tab.page.locator("#booking").wait_for(state="visible", timeout=5000)
-        await tab.page.select_option("#book-customer", "1001")
+        await choose_customer(tab.page, "ben", "Ben Nowak")
         await tab.page.select_option("#book-staff", "1")
         await tab.page.fill("#book-start", f"{wednesday}T10:30")
         await tab.page.dispatch_event("#book-start", "input")

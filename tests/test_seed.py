@@ -89,3 +89,13 @@ def test_seed_names_every_staff_member_product_and_customer_it_books(db: str) ->
     assert execute(db, """
         SELECT a.id FROM appointments a JOIN products p ON p.id = a.product_id
         WHERE NOT a.all_day AND a.end_at - a.start_at <> p.duration_minutes * interval '1 minute'""") == []
+
+
+def test_seeded_customers_have_a_phone_and_an_email_address(db: str) -> None:
+    """Issue 23: the desk calls and writes to customers (sql/006)."""
+    seed_if_empty(db)
+    assert scalar(db, "SELECT count(*) FROM customers WHERE phone IS NULL OR email IS NULL") == 0
+    assert scalar(db, "SELECT count(DISTINCT email) = count(*) FROM customers") is True
+    assert execute(db, "SELECT name, phone, email FROM customers WHERE id = 1000") == [
+        ("Anna Berg", "+49 30 555 0000", "anna.berg@example.com")]
+    assert scalar(db, "SELECT bool_and(phone ~ '^\\+49 30 555 [0-9]{4}$') FROM customers") is True

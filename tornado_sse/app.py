@@ -24,7 +24,9 @@ from .handlers.api import (
     UnavailableHandler,
 )
 from .handlers.base import SECURITY_HEADERS, BaseHandler
+from .handlers.customers import CustomerHandler, CustomersHandler
 from .handlers.directory import DirectoryHandler
+from .handlers.export import IcsHandler
 from .handlers.health import HealthHandler, LiveHandler, MetricsHandler, ReadyHandler
 from .handlers.openapi import OpenApiHandler
 from .handlers.poll import PollHandler
@@ -190,10 +192,13 @@ def make_app(ctx: Context) -> Application:
     routes += [
         (r"/api/appointments", AppointmentsHandler, {"ctx": ctx}),
         (r"/api/appointments" + item, AppointmentHandler, {"ctx": ctx}),
+        (r"/api/appointments\.ics", IcsHandler, {"ctx": ctx}),
         (r"/api/availabilities", AvailabilitiesHandler, {"ctx": ctx}),
         (r"/api/availabilities" + item, AvailabilityHandler, {"ctx": ctx}),
         (r"/api/unavailable", UnavailableHandler, {"ctx": ctx}),
         (r"/api/directory", DirectoryHandler, {"ctx": ctx}),
+        (r"/api/customers", CustomersHandler, {"ctx": ctx}),
+        (r"/api/customers" + item, CustomerHandler, {"ctx": ctx}),
         (r"/", CalendarHandler, {"path": str(STATIC / "calendar.html")}),
         (r"/static/(.*)", StaticFiles, {"path": str(STATIC)}),
         (r"/session", SessionHandler, {"ctx": ctx}),

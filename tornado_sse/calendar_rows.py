@@ -112,7 +112,7 @@ class AvailabilityScope:
 
 
 @asynccontextmanager
-async def _transaction(pool: AsyncConnectionPool, limits: Limits, *,
+async def transaction(pool: AsyncConnectionPool, limits: Limits, *,
                        snapshot: bool = False) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection in a transaction with ``limits`` set locally
     (they end with it, so the pooled connection keeps its defaults)."""
@@ -148,7 +148,7 @@ class Snapshot:
         self.last_event_id = 0
 
     async def __aenter__(self) -> Snapshot:
-        self._tx = _transaction(self._pool, self._limits, snapshot=True)
+        self._tx = transaction(self._pool, self._limits, snapshot=True)
         self._conn = await self._tx.__aenter__()
         cur = await self._conn.execute(sql.SQL("SELECT {}").format(sql.SQL(NEWEST_ID_SQL)))
         row = await cur.fetchone()
@@ -248,7 +248,7 @@ Expect = Callable[[int], bool]
 @asynccontextmanager
 async def _write(pool: AsyncConnectionPool, writer: Writer) -> AsyncIterator[AsyncConnection[Any]]:
     """A write transaction that names its actor for the event triggers."""
-    async with _transaction(pool, writer.limits) as conn:
+    async with transaction(pool, writer.limits) as conn:
         await conn.execute("SELECT set_config('tornado_sse.actor', %s, true)", (writer.actor,))
         yield conn
 
@@ -262,7 +262,7 @@ async def fetch(pool: AsyncConnectionPool, table: Table, row_id: int, limits: Li
     if audience_staff_id is not None and table is APPOINTMENTS:
         query = sql.SQL("{} AND %s = ANY(t.staff_ids)").format(query)
         params.append(audience_staff_id)
-    async with _transaction(pool, limits) as conn:
+    async with transaction(pool, limits) as conn:
         cur = await conn.execute(query, params)
         row = await cur.fetchone()
     return None if row is None else _payload(row[0])
@@ -400,7 +400,7 @@ async def _conflicts(pool: AsyncConnectionPool, row_id: int, row: dict[str, Any]
     transaction committed is visible."""
     if not row.get("staff_ids") or row.get("start_at") is None or row.get("end_at") is None:
         return []
-    async with _transaction(pool, limits) as conn:
+    async with transaction(pool, limits) as conn:
         cur = await conn.execute(
             "SELECT DISTINCT appointment_id FROM appointment_staff_times"
             " WHERE staff_id = ANY(%s) AND during && tstzrange(%s, %s) AND appointment_id <> %s"
@@ -468,5 +468,5 @@ async def availability_rules(conn: AsyncConnection[Any], *, product_id: int | No
 async def read_rules(pool: AsyncConnectionPool, limits: Limits, *, product_id: int | None,
                      staff_ids: list[int] | None) -> tuple[str, float, list[dict[str, Any]]]:
     """:func:`availability_rules` in a transaction of its own (for reads)."""
-    async with _transaction(pool, limits) as conn:
+    async with transaction(pool, limits) as conn:
         return await availability_rules(conn, product_id=product_id, staff_ids=staff_ids)

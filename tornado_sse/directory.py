@@ -5,6 +5,10 @@ Event payloads stay ids (SPEC §2), so a calendar needs these names to say
 calendar events, so a page loads them beside its snapshot (and again after a
 reset) rather than from the stream. One statement, so the three lists come
 from one MVCC snapshot.
+
+A staff token's directory names only the customers of appointments that
+staff member can see (issue 23: every staff token could read the whole
+customer list); staff and products are for everyone.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import json
 from typing import TypedDict
 
 from psycopg_pool import AsyncConnectionPool
+
+from .customers import VISIBLE
 
 
 class StaffMember(TypedDict):
@@ -40,7 +46,7 @@ class Directory(TypedDict):
     customers: list[Customer]
 
 
-_QUERY = """
+_QUERY = f"""
 SELECT json_build_object(
     'staff', (SELECT coalesce(json_agg(json_build_object('id', id, 'name', name) ORDER BY name, id),
                               '[]') FROM staff),
@@ -49,15 +55,17 @@ SELECT json_build_object(
                                    'price', to_char(price, 'FM9999999999990.00'))
                                  ORDER BY name, id), '[]') FROM products),
     'customers', (SELECT coalesce(json_agg(json_build_object('id', id, 'name', name)
-                                           ORDER BY name, id), '[]') FROM customers)
+                                           ORDER BY name, id), '[]')
+                  FROM customers WHERE {VISIBLE})
 )::text
 """
 
 
-async def load(pool: AsyncConnectionPool) -> Directory:
-    """Every staff member, product and customer, each list sorted by name."""
+async def load(pool: AsyncConnectionPool, *, staff_id: int | None = None) -> Directory:
+    """Every staff member, product and customer (a staff member's own
+    customers only, given ``staff_id``), each list sorted by name."""
     async with pool.connection() as conn:
-        cur = await conn.execute(_QUERY)
+        cur = await conn.execute(_QUERY, {"staff": staff_id})
         row = await cur.fetchone()
     assert row is not None  # an aggregate without GROUP BY always answers one row
     directory: Directory = json.loads(row[0])

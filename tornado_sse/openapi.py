@@ -22,9 +22,20 @@ import sys
 from typing import Any
 
 from . import __version__
+from .customers import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY, PAST, SUBSTRING_FROM, UPCOMING
 from .events import TOPICS
+from .export_rows import MAX_ROWS as MAX_EXPORT
 from .handlers.poll import DEFAULT_MAX_EVENTS, MAX_TIMEOUT
-from .validation import APPOINTMENT_STATUSES, CUSTOMER_STATUSES, MAX_STAFF_IDS, MAX_TEXT, SCOPES
+from .validation import (
+    APPOINTMENT_STATUSES,
+    CUSTOMER_STATUSES,
+    MAX_EMAIL,
+    MAX_NAME,
+    MAX_PHONE,
+    MAX_STAFF_IDS,
+    MAX_TEXT,
+    SCOPES,
+)
 
 #: SPEC §7: the largest ``max_events`` a client may ask for.
 MAX_EVENTS_LIMIT = 1000
@@ -338,6 +349,24 @@ _SCHEMAS: dict[str, Any] = {
                                                                     "name": {"type": "string"}}}},
         },
     },
+    "Customer": {"type": "object", "required": ["id", "name", "phone", "email"],
+                 "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                                "phone": _nullable({"type": "string"}), "email": _nullable({"type": "string"})}},
+    "CustomerCreate": {
+        "type": "object", "required": ["name"], "additionalProperties": False,
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+                       "phone": _nullable({"type": "string", "maxLength": MAX_PHONE,
+                                           "description": "Digits with + ( ) . / - and spaces; \"\" is none."}),
+                       "email": _nullable({"type": "string", "maxLength": MAX_EMAIL,
+                                           "description": "name@example.com; \"\" is none."})}},
+    "CustomerCard": {
+        "allOf": [ref("Customer"), {"type": "object", "required": ["appointments"], "properties": {
+            "appointments": {"type": "array", "maxItems": PAST + UPCOMING, "items": {
+                "type": "object", "required": ["id", "start", "end", "status", "staff_ids", "product_id"],
+                "properties": {"id": {"type": "integer"}, "start": {"type": "integer"}, "end": {"type": "integer"},
+                               "status": {"enum": list(APPOINTMENT_STATUSES)},
+                               "staff_ids": {"type": "array", "items": {"type": "integer"}},
+                               "product_id": _nullable({"type": "integer"})}}}}}]},
     "Me": {"type": "object", "required": ["role", "staff_id", "exp"],
            "properties": {"role": {"enum": ["admin", "staff"]}, "staff_id": _nullable({"type": "integer"}),
                           "exp": _nullable({"type": "integer"})}},
@@ -371,6 +400,19 @@ def document() -> dict[str, Any]:
             "post": _create_operation("Appointment", "AppointmentCreate"),
         },
         "/api/appointments/{id}": _item_operations("appointment", "Appointment", "AppointmentPatch"),
+        "/api/appointments.ics": {"get": {
+            "summary": "Appointments as an iCalendar file (RFC 5545), for a staff member's range",
+            "description": "One VEVENT per appointment that is not trashed (UID stable per appointment and "
+                           "host, UTC times, SUMMARY \"service · customer\", STATUS and the status in words). "
+                           "Staff tokens export their own appointments only (another staff_id is 403); "
+                           f"at most {MAX_EXPORT} appointments (400 beyond).",
+            "parameters": [
+                _param("start", "query", {"type": "string"}, "Range start, as for GET /api/appointments."),
+                _param("end", "query", {"type": "string"}, "Range end, as for GET /api/appointments."),
+                _id_param("staff_id", "Only this staff member's (a staff token: its own by default).")],
+            "responses": {"200": {"description": "The calendar.",
+                                  "content": {"text/calendar": {"schema": {"type": "string"}}}},
+                          **_AUTH_ERRORS}}},
         "/api/availabilities": {
             "get": _snapshot_operation("availability", "availabilities", "Availability",
                                        [_FILTERS[1], _FILTERS[2]]),
@@ -397,6 +439,32 @@ def document() -> dict[str, Any]:
         "/api/directory": {"get": {"summary": "The names behind staff, product and customer ids",
                                    "responses": {"200": _json(ref("Directory"), "The names."),
                                                  **_AUTH_ERRORS}}},
+        "/api/customers": {
+            "get": {"summary": "Type-ahead customer search (a staff token: customers of its own appointments)",
+                    "description": "Matches the start of any word of the name, the e-mail or the phone's "
+                                   f"digits; from {SUBSTRING_FROM} characters also anywhere in them. Names "
+                                   "starting with `q` first, then a word starting with it, then the rest.",
+                    "parameters": [
+                        _param("q", "query", {"type": "string", "minLength": 1, "maxLength": MAX_QUERY,
+                                              "pattern": "\\S"}, "The text typed.", True),
+                        _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                               f"At most this many (default {DEFAULT_LIMIT}).")],
+                    "responses": {"200": _json({"type": "object", "required": ["customers"], "properties": {
+                        "customers": {"type": "array", "maxItems": MAX_LIMIT, "items": ref("Customer")}}},
+                        "The best matches."), **_AUTH_ERRORS}},
+            "post": {"summary": "Add a customer (admins); the id is the next free one",
+                     "requestBody": {"required": True, "content": {JSON: {"schema": ref("CustomerCreate")}}},
+                     "responses": {"201": _json(ref("Customer"), "The new customer."), **_WRITE_ERRORS}},
+        },
+        "/api/customers/{id}": {
+            "parameters": [{"name": "id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 10 ** 18 - 1}}],
+            "get": {"summary": f"A customer with their last {PAST} and next {UPCOMING} appointments",
+                    "description": "A staff token sees its own customers only, with its own appointments; "
+                                   "anyone else's is 404.",
+                    "responses": {"200": _json(ref("CustomerCard"), "The customer."), **_AUTH_ERRORS,
+                                  "404": _error("No customer with this id (or not this staff member's).")}},
+        },
         "/api/me": {"get": {"summary": "Who the request authenticates as",
                             "responses": {"200": _json(ref("Me"), "The principal."), **_AUTH_ERRORS}}},
         "/session": {

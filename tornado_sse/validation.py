@@ -221,6 +221,41 @@ _AVAILABILITY: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
+#: Customers (issue 23, sql/006): a name, and how to reach them.
+MAX_NAME, MAX_PHONE, MAX_EMAIL = 200, 40, 254
+#: A phone number as people write it: digits with + ( ) . / - and spaces.
+_PHONE = re.compile(r"^[+(]?[0-9][0-9 ()./-]*$")
+#: An address a desk can write to: something@domain.tld, no spaces. Not
+#: RFC 5322 in full: a typo is more likely than a quoted local part.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def _name(value: Any) -> str:
+    name = _text(MAX_NAME)(value)
+    if not name.strip():
+        raise Invalid(f"must be 1 to {MAX_NAME} characters, not only spaces")
+    return name.strip()
+
+
+def _contact(pattern: re.Pattern[str], limit: int, shape: str) -> Callable[[Any], str | None]:
+    """An optional phone or e-mail: null or "" means none."""
+    def check(value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        text = _text(limit)(value).strip()
+        if not pattern.match(text):
+            raise Invalid(f"must look like {shape}")
+        return text
+    return check
+
+
+_CUSTOMER: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "name": ("name", _name),
+    "phone": ("phone", _contact(_PHONE, MAX_PHONE, "a phone number (digits, + ( ) . / - and spaces)")),
+    "email": ("email", _contact(_EMAIL, MAX_EMAIL, "an e-mail address (name@example.com)")),
+}
+
+
 def _columns(body: Any, fields: dict[str, tuple[str, Callable[[Any], Any]]],
              required: tuple[str, ...], errors: dict[str, str]) -> dict[str, Any]:
     if not isinstance(body, dict):
@@ -253,6 +288,11 @@ def appointment_columns(body: Any, *, partial: bool, errors: dict[str, str]) -> 
     if start is not None and end is not None and end < start:
         errors["end"] = "end must not be before start."
     return values
+
+
+def customer_columns(body: Any, *, errors: dict[str, str]) -> dict[str, Any]:
+    """Columns of a new customer; problems go to ``errors``."""
+    return _columns(body, _CUSTOMER, ("name",), errors)
 
 
 def availability_columns(body: Any, *, partial: bool, errors: dict[str, str]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ declare var TornadoSSE: Window["TornadoSSE"];
 declare var TsseDirectory: any;
 declare var TsseActivity: any;
 declare var TsseBooking: any;
+declare var TsseCustomers: any;
 declare var TsseStaffDay: any;
 /** writes.js: versioned writes and their conflicts. */
 declare var TsseWrites: any;

@@ -31,13 +31,11 @@ from ..context import Context
 from ..errors import ApiError, forbidden, invalid_params
 from ..validation import (
     MAX_STAFF_IDS,
-    DuplicateKey,
     Invalid,
     appointment_columns,
     availability_columns,
     idempotency_key,
     if_match,
-    parse_json,
     parse_time,
     pop_override,
 )
@@ -73,24 +71,6 @@ class ResourceHandler(BaseHandler):
     def initialize(self, ctx: Context) -> None:
         super().initialize(ctx)
         self._write: asyncio.Future[Any] | None = None
-
-    @property
-    def limits(self) -> rows.Limits:
-        s = self.ctx.settings
-        return rows.Limits(lock_timeout=s.db_lock_timeout, statement_timeout=s.db_statement_timeout)
-
-    def json_body(self) -> Any:
-        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            # Also a CSRF guard: a cross-site form cannot send this type
-            # without a CORS preflight.
-            raise ApiError(415, "rest_invalid_content_type", "Send the body as application/json.")
-        try:
-            return parse_json(self.body)
-        except DuplicateKey as exc:
-            raise invalid_params({exc.key: f"{exc}."}) from None
-        except Invalid:
-            raise invalid_params({"body": "The body is not valid JSON."}) from None
 
     def admin(self) -> Principal:
         principal = self.principal()
@@ -292,21 +272,9 @@ class AppointmentsHandler(ResourceHandler):
     async def get(self) -> None:
         principal = self.principal()
         errors: dict[str, str] = {}
-        start, end = self._time_arg("start", errors), self._time_arg("end", errors)
+        start, end = requested_range(self, errors)
         staff_id = self.int_arg("staff_id", errors, minimum=1)
         product_id = self.int_arg("product_id", errors, minimum=1)
-        try:
-            if start is None:
-                start = (end or dt.datetime.now(dt.timezone.utc)) - (DEFAULT_SPAN if end else DEFAULT_BEFORE)
-            if end is None:
-                end = start + DEFAULT_SPAN
-        except OverflowError:
-            errors["start" if start is None else "end"] = "is out of range."
-        if start is not None and end is not None and not errors:
-            if end < start:
-                errors["end"] = "end must not be before start."
-            elif end - start > MAX_SPAN:
-                errors["end"] = f"the range may span at most {MAX_SPAN.days} days."
         self.check(errors)
         assert start is not None and end is not None
         rng = rows.AppointmentRange(start=start, end=end, audience_staff_id=principal.audience_staff_id,
@@ -316,16 +284,37 @@ class AppointmentsHandler(ResourceHandler):
     async def post(self) -> None:
         await self.create()
 
-    def _time_arg(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
-        # Unstripped: str.strip() would take NBSP padding away (issue 19).
-        raw = self.get_query_argument(name, None, strip=False)
-        if raw is None or raw == "":
-            return None
-        try:
-            return parse_time(raw)
-        except Invalid as exc:
-            errors[name] = f"{name} {exc}."
-            return None
+
+def requested_range(handler: BaseHandler, errors: dict[str, str]) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A snapshot's (or an export's) ``start`` and ``end`` query parameters:
+    epoch seconds or ISO 8601, by default a window around now, at most
+    :data:`MAX_SPAN`; problems go to ``errors`` (SPEC §5)."""
+    start, end = _time_arg(handler, "start", errors), _time_arg(handler, "end", errors)
+    try:
+        if start is None:
+            start = (end or dt.datetime.now(dt.timezone.utc)) - (DEFAULT_SPAN if end else DEFAULT_BEFORE)
+        if end is None:
+            end = start + DEFAULT_SPAN
+    except OverflowError:
+        errors["start" if start is None else "end"] = "is out of range."
+    if start is not None and end is not None and not errors:
+        if end < start:
+            errors["end"] = "end must not be before start."
+        elif end - start > MAX_SPAN:
+            errors["end"] = f"the range may span at most {MAX_SPAN.days} days."
+    return start, end
+
+
+def _time_arg(handler: BaseHandler, name: str, errors: dict[str, str]) -> dt.datetime | None:
+    # Unstripped: str.strip() would take NBSP padding away (issue 19).
+    raw = handler.get_query_argument(name, None, strip=False)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_time(raw)
+    except Invalid as exc:
+        errors[name] = f"{name} {exc}."
+        return None
 
 
 class AvailabilitiesHandler(ResourceHandler):

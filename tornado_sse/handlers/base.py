@@ -20,10 +20,11 @@ from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..auth import MAX_ID, redact_uri
+from ..calendar_rows import Limits
 from ..edge import EdgeIOStream
 from ..errors import ApiError, busy, cannot_write, invalid_params, read_only, unavailable
 from ..quota import Refusal
-from ..validation import query_control_characters
+from ..validation import DuplicateKey, Invalid, parse_json, query_control_characters
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -258,6 +259,27 @@ class BaseHandler(RequestHandler):
             errors[name] = f"{name} must be at least {minimum}{bound}."
             return default
         return number
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds of this server's database transactions (SPEC §7)."""
+        s = self.ctx.settings
+        return Limits(lock_timeout=s.db_lock_timeout, statement_timeout=s.db_statement_timeout)
+
+    def json_body(self) -> Any:
+        """The request body's JSON; 415 unless sent as application/json,
+        400 when it is not JSON or names a key twice."""
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            # Also a CSRF guard: a cross-site form cannot send this type
+            # without a CORS preflight.
+            raise ApiError(415, "rest_invalid_content_type", "Send the body as application/json.")
+        try:
+            return parse_json(self.body)
+        except DuplicateKey as exc:
+            raise invalid_params({exc.key: f"{exc}."}) from None
+        except Invalid:
+            raise invalid_params({"body": "The body is not valid JSON."}) from None
 
     @staticmethod
     def check(errors: dict[str, str]) -> None:

@@ -3,7 +3,8 @@
  * TsseBooking: the admin's writes from the page. The booking form (a
  * <dialog>, so focus stays in it and Escape closes it) books a new
  * appointment or edits one (staff, service, customer, time, notes); the
- * panel's actions change its status. Every write goes through TsseWrites
+ * customer is found by typing (customers.js: a server-side search, and an
+ * admin may add one in place). The panel's actions change its status. Every write goes through TsseWrites
  * (writes.js: versioned, conflict-aware, idempotent) and none changes the
  * calendar itself: the result arrives through the stream like anyone
  * else's change, so there is no optimistic copy to reconcile, and a write
@@ -43,9 +44,10 @@
   /**
    * The booking form: new bookings (POST) and edits of one (PATCH of the
    * fields that changed, against the version the form was opened on).
-   * @param {{writes: Writes, directory: any, onError: (err: any) => void}} deps
+   * @param {{writes: Writes, directory: any, onError: (err: any) => void,
+   *          api: (method: string, path: string, body?: any) => Promise<any>, isAdmin: () => boolean}} deps
    */
-  function createBookingForm({writes, directory, onError}) {
+  function createBookingForm({writes, directory, onError, api, isAdmin}) {
     const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
     const dialog = /** @type {HTMLDialogElement} */ ($('booking'));
     const form = /** @type {HTMLFormElement} */ ($('booking-form'));
@@ -60,6 +62,10 @@
     let editing = null;
     /** @type {any} this booking attempt's idempotency key and body (writes.js) */
     let attempt = null;
+    const customer = TsseCustomers.createPicker({
+      api, directory, isAdmin, input: control('customer'), list: $('book-customer-list'),
+      hint: $('book-customer-hint'), add: /** @type {HTMLButtonElement} */ ($('book-customer-new')),
+      form: $('book-new')});
 
     function durationMs() {
       const p = directory.product(Number(control('product').value));
@@ -106,8 +112,7 @@
 
     /** @param {{customerId: number | null, productId: number | null, staffId: number | null}} v */
     function fillChoices(v) {
-      fill(control('customer'), [['', 'Guest (no customer)'],
-        ...directory.customers().map((/** @type {any} */ c) => [String(c.id), c.name])], String(v.customerId ?? ''));
+      customer.set(v.customerId);
       const products = directory.products().map((/** @type {any} */ p) =>
         [String(p.id), `${p.name} (${p.duration_minutes} min, ${p.price})`]);
       // A row may name ids the directory does not know (psql writes any): keep them choosable.
@@ -181,14 +186,14 @@
       if (Number.isNaN(start.getTime())) local.start = 'Give a start date and time.';
       if (Number.isNaN(end.getTime())) local.end = 'Give an end date and time.';
       if (control('notes').value.length > NOTES_MAX) local.notes = `At most ${NOTES_MAX} characters.`;
+      if (customer.undecided) local.customer_id = 'Choose a customer from the list, or empty the field for a guest.';
       if (Object.keys(local).length) { showErrors(local, ''); return null; }
       const productId = control('product').value;
       const staffId = control('staff').value;
-      const customerId = control('customer').value;
       return {
         start: Math.floor(start.getTime() / 1000),
         end: Math.floor(end.getTime() / 1000),
-        customer_id: customerId === '' ? null : Number(customerId),
+        customer_id: customer.value,
         product_id: productId === '' ? null : Number(productId),
         staff_id: staffId === '' ? null : Number(staffId),
         notes: control('notes').value,

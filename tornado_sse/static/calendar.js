@@ -127,10 +127,12 @@
   let lastEventId = null;
   let lastEventAt = null; // Date.now() when the newest event arrived
   let detailsId = null; // the appointment in the side panel
+  /** @type {any} */
+  let customerCard = null; // the panel's customer card (customers.js)
   // The page's parts (separate scripts): when one did not load, start()
   // says so instead of the page failing here.
   const loaded = [typeof FullCalendar, typeof TornadoSSE, typeof TsseDirectory, typeof TsseActivity,
-    typeof TsseBooking, typeof TsseStaffDay, typeof TsseWrites]
+    typeof TsseBooking, typeof TsseStaffDay, typeof TsseWrites, typeof TsseCustomers]
     .every((t) => t !== 'undefined');
   const directory = loaded ? TsseDirectory.create() : null;
   const activity = loaded ? TsseActivity.create({list: $('activity'), empty: $('activity-empty')}) : null;
@@ -226,6 +228,7 @@
   async function loadDirectory() {
     const data = await api('GET', '/api/directory');
     directory.load(data);
+    directoryLoaded = true;
     // Every card's title and the filters change: draw them afresh.
     for (const key of renderedAppointments.keys()) {
       const event = calendar && calendar.getEventById(key);
@@ -494,6 +497,7 @@
       renderAppointments();
       if (availabilitiesDirty) renderAvailabilities();
     });
+    nameUnknownCustomers();
     updateFilterOptions();
     updateBadge();
     if (staffDay.open) staffDay.refresh();
@@ -502,6 +506,31 @@
       if (lastEventId != null) localStorage.setItem(CURSOR_KEY, String(lastEventId));
     } catch (err) {
       // Storage disabled or full: only the diagnostics lose.
+    }
+  }
+
+  // A staff member's directory names the customers of their appointments
+  // only (issue 23), so a new appointment may bring a customer it does not
+  // name yet: load the directory again (once per such customer, a moment
+  // later, so a burst of changes asks once) and the cards get the name.
+  const customersAsked = new Set();
+  let directoryReload = 0;
+  let directoryLoaded = false; // before the first load every name is unknown
+  function nameUnknownCustomers() {
+    if (!directoryLoaded) return;
+    let unknown = false;
+    for (const a of appointments.rows.values()) {
+      const id = a.customer_id;
+      if (id != null && !directory.knowsCustomer(id) && !customersAsked.has(id)) {
+        customersAsked.add(id);
+        unknown = true;
+      }
+    }
+    if (unknown && !directoryReload) {
+      directoryReload = window.setTimeout(() => {
+        directoryReload = 0;
+        loadDirectory().catch(showError);
+      }, 300);
     }
   }
 
@@ -847,6 +876,7 @@
       dd.textContent = value;
       return [dt, dd];
     }));
+    if (customerCard) customerCard.show(a.customer_id, a.id, focus);
     els.details.hidden = false;
     if (focus) els.details.focus();
   }
@@ -855,6 +885,7 @@
     els.details.hidden = true;
     detailsId = null;
     if (actions) actions.show(null);
+    if (customerCard) customerCard.clear();
   }
 
   // The panel follows the stream too: it shows the row as it is now.
@@ -1001,11 +1032,13 @@
       const ask = TsseWrites.createAsk();
       writes = TsseWrites.create({api, ask, describe: describeId, fieldChanges, lastChange,
         isAdmin: () => me.role === 'admin'});
-      booking = TsseBooking.createBookingForm({writes, directory, onError: showError});
+      booking = TsseBooking.createBookingForm({writes, directory, onError: showError, api,
+        isAdmin: () => me.role === 'admin'});
       actions = TsseBooking.createActions({
         container: els.detailsActions, error: els.detailsError, writes, ask, describe: describeId,
         onEdit: (/** @type {any} */ a) => booking.edit(a), onError: showError});
     }
+    customerCard = TsseCustomers.createCard({api, directory, container: $('details-customer')});
     createCalendar();
     let since;
     try {

@@ -39,6 +39,10 @@
       products: () => [...products.values()],
       customers: () => [...customers.values()],
       /** @param {number} id */
+      knowsCustomer: (id) => customers.has(id),
+      /** A customer found or added since the load (customers.js), so cards name them. @param {Named} c */
+      remember(c) { customers.set(c.id, {id: c.id, name: c.name}); },
+      /** @param {number} id */
       product: (id) => products.get(id) || null,
       /** @param {number} id */
       staffName: (id) => nameOf(staff, id, 'Staff'),
