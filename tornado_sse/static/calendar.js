@@ -934,8 +934,9 @@
 
   function updateBadge() {
     let text = STATUS_LABELS[status] || status;
-    if (lastEventAt != null) text += ` · last event ${age(Date.now() - lastEventAt)} ago`;
-    else if (subscription) text += ' · no events yet';
+    // An ended session gets nothing more: its label says it all.
+    if (!ended && lastEventAt != null) text += ` · last change ${age(Date.now() - lastEventAt)} ago`;
+    else if (!ended && subscription) text += ' · no changes yet';
     els.badge.textContent = text;
     els.badge.dataset.status = status;
   }
