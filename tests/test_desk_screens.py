@@ -14,6 +14,7 @@ scripts/test.sh); without it the axe test skips and says so.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 import struct
@@ -290,3 +291,30 @@ async def test_now_comes_back_to_today_and_the_list_says_from_when_to_when_and_t
     line = await tab.page.locator(FIRST_CARD).first.inner_text()
     assert re.search(r"\d\d:\d\d\s*[-–]\s*\d\d:\d\d", line), line  # start–end
     assert line.count(" · ") >= 1 and any(word in line for word in STATUS_WORDS), line
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_the_keyboard_reschedules_from_the_panel_with_the_version_a_drag_sends(chromium, make_server, db):
+    """No drag needed: a start time in the details panel, the same length,
+    the same versioned PATCH (If-Match) as a drag; the stream moves the card."""
+    tab = await demo_desk(chromium, make_server, db, DESKTOP)
+    appointment_id = await tab.page.evaluate("""() => [...document.querySelectorAll(
+        '#calendar .tsse-status-confirmed[data-appointment-id]')].map((e) => Number(e.dataset.appointmentId))
+        .find((id) => !window.tsse.appointment(id).all_day)""")
+    card = tab.page.locator(f'#calendar [data-appointment-id="{appointment_id}"]')
+    row = await tab.page.evaluate("id => window.tsse.appointment(id)", appointment_id)
+    patches: list[dict[str, Any]] = []
+    tab.page.on("request", lambda r: patches.append({"url": r.url, "if_match": r.headers.get("if-match"),
+                                                    "body": r.post_data}) if r.method == "PATCH" else None)
+    await card.focus()
+    await tab.page.keyboard.press("Enter")
+    field = tab.page.locator("#details-move-start")
+    await field.wait_for(state="visible", timeout=5000)
+    later = dt.datetime.fromtimestamp(row["start"] + 3600, dt.timezone.utc)  # the page's zone is UTC
+    await field.fill(later.strftime("%Y-%m-%dT%H:%M"))
+    await field.press("Enter")
+    await tab.wait("([id, start]) => window.tsse.appointment(id).start === start",
+                   [appointment_id, row["start"] + 3600])
+    assert await tab.page.evaluate("id => window.tsse.appointment(id).end", appointment_id) == row["end"] + 3600
+    assert len(patches) == 1 and patches[0]["url"].endswith(f"/api/appointments/{appointment_id}")
+    assert patches[0]["if_match"] == f'"{row["version"]}"'

@@ -68,6 +68,7 @@
     detailsError: $('details-error'), book: $('book-button'), viewCalendar: $('view-calendar'),
     viewStaff: $('view-staff'), staffDay: $('staff-day'), staffDayTitle: $('staff-day-title'),
     now: $('now-button'), activityToggle: $('activity-toggle'), bookingDialog: $('booking'),
+    move: $('details-move'), moveStart: /** @type {HTMLInputElement} */ ($('details-move-start')),
   };
 
   class ApiError extends Error {
@@ -879,7 +880,9 @@
   /** @param {any} a @param {boolean} [focus] move the keyboard focus to the panel (opened by the user) */
   function showDetails(a, focus = false) {
     if (focus) detailsOpener = a.id;
+    const other = detailsId !== a.id;
     detailsId = a.id;
+    showMove(a, other);
     if (actions) actions.show(a);
     els.detailsBody.replaceChildren(...describe(a).flatMap(([label, value]) => {
       const dt = document.createElement('dt');
@@ -894,6 +897,7 @@
 
   function closeDetails() {
     els.details.hidden = true;
+    els.move.hidden = true;
     detailsId = null;
     if (actions) actions.show(null);
     const opener = detailsOpener;
@@ -904,6 +908,33 @@
     const card = /** @type {HTMLElement | null} */ (
       document.querySelector(`${where} [data-appointment-id="${opener}"]`));
     if (card) card.focus();
+  }
+
+  /*
+   * The keyboard's reschedule: a start time field and "Move", the same
+   * versioned PATCH (If-Match) a drag sends, keeping the length. Offered
+   * where a drag is: writable, timed, not cancelled. The field is filled
+   * when the panel opens on another appointment, not while someone types.
+   * @param {any} a @param {boolean} other the panel just turned to `a`
+   */
+  function showMove(a, other) {
+    els.move.hidden = !canWrite() || a.all_day || a.status === 'cancelled' || a.status === 'trash';
+    if (other || document.activeElement !== els.moveStart) {
+      els.moveStart.value = TsseBooking.localInput(new Date(a.start * 1000));
+    }
+  }
+
+  async function onMove(/** @type {Event} */ e) {
+    e.preventDefault();
+    const a = appointments.rows.get(detailsId);
+    const start = new Date(els.moveStart.value);
+    if (!a || Number.isNaN(start.getTime())) {
+      els.detailsError.textContent = 'Enter the new date and start time.';
+      return;
+    }
+    els.detailsError.textContent = '';
+    const body = {start: toEpoch(start), end: toEpoch(start) + (a.end - a.start)};
+    await sendChange(a, body, `Move to ${weekdayTime.format(start)}`);
   }
 
   // The panel follows the stream too: it shows the row as it is now.
@@ -979,6 +1010,7 @@
     const writable = canWrite();
     els.book.hidden = !writable;
     els.detailsActions.hidden = !writable;
+    if (!writable) els.move.hidden = true;
     if (calendar) {
       calendar.setOption('editable', writable);
       calendar.setOption('selectable', writable);
@@ -1164,6 +1196,7 @@
     if (!els.details.hidden) closeDetails();
   });
   els.now.addEventListener('click', goToNow);
+  els.move.addEventListener('submit', onMove);
   els.activityToggle.addEventListener('click', () => {
     const open = els.activityToggle.getAttribute('aria-expanded') !== 'true';
     els.activityToggle.setAttribute('aria-expanded', String(open));
