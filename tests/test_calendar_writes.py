@@ -89,7 +89,8 @@ async def test_the_panel_offers_only_the_actions_that_fit_and_cancel_asks_first(
     arrived = card(tab, ids[2])
     assert "✓ Anna Berg" in await arrived.inner_text()  # the legend says what ✓ means
     assert await arrived.get_attribute("aria-label") is None
-    assert (await arrived.text_content() or "").endswith("Confirmed, until 11:00, arrived")
+    assert (await arrived.text_content() or "") == (
+        "10:00 Confirmed ✓ Anna Berg · Haircut 45 min · Jonas, until 11:00, arrived")
 
     # Cancel asks first; "Keep it" sends nothing.
     writes: list[str] = []

@@ -1075,18 +1075,21 @@
       eventContent: (/** @type {any} */ info) => {
         const a = info.event.extendedProps.appointment;
         if (!a) return true; // closed time: FullCalendar's own
-        const parts = [['tsse-card-time', info.timeText], ['tsse-card-title', info.event.title],
-          ['tsse-status-text', STATUS_TEXT[a.status] || a.status]];
-        const nodes = parts.filter(([, text]) => text).flatMap(([className, text], i) => {
-          const el = document.createElement('div');
+        // A first line of time and status, then the names: a short card
+        // cuts the names' second line, never the names themselves.
+        const part = (/** @type {string} */ tag, /** @type {string} */ className, /** @type {string} */ text) => {
+          const el = document.createElement(tag);
           el.className = className;
           el.textContent = text;
-          return i ? [document.createTextNode(' '), el] : [el]; // words apart when read together
-        });
-        const extra = document.createElement('span');
-        extra.className = 'tsse-sr-only';
-        extra.textContent = cardExtra(a);
-        return {domNodes: [...nodes, extra]};
+          return el;
+        };
+        const head = document.createElement('div');
+        head.className = 'tsse-card-head';
+        if (info.timeText) head.append(part('span', 'tsse-card-time', info.timeText), ' ');
+        head.append(part('span', 'tsse-status-text', STATUS_TEXT[a.status] || a.status));
+        // Spaces between the parts: read together they are words apart.
+        return {domNodes: [head, document.createTextNode(' '), part('div', 'tsse-card-title', info.event.title),
+          part('span', 'tsse-sr-only', cardExtra(a))]};
       },
       // A day cell's name ("November 19, 2026") would hide the cards in it
       // from speech input; its column header already says the date.

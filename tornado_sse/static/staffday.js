@@ -92,7 +92,7 @@
         day = new Date(date.getFullYear(), date.getMonth(), date.getDate());
         if (!columns.length) {
           build();
-          this.scrollToTime(OPENING);
+          requestAnimationFrame(() => this.scrollToTime(OPENING)); // once the columns are laid out
         }
         for (const {calendar} of columns) calendar.gotoDate(day);
         this.refresh();
