@@ -285,6 +285,12 @@ async def test_now_comes_back_to_today_and_the_list_says_from_when_to_when_and_t
     await tab.wait("w => window.tsse.calendar.view.activeStart.getTime() / 1000 > w", today[0])
     await tab.page.click("#now-button")
     await tab.wait("w => window.tsse.calendar.view.activeStart.getTime() / 1000 === w", today[0])
+    # The focus is on today's next appointment: one Tab stop, not sixty.
+    await tab.wait("() => document.activeElement.dataset.appointmentId !== undefined")
+    focused = await tab.page.evaluate(
+        "() => window.tsse.appointment(Number(document.activeElement.dataset.appointmentId))")
+    assert focused["end"] > SCREENSHOT_NOW.timestamp(), focused
+    assert dt.datetime.fromtimestamp(focused["start"], dt.timezone.utc).date() == SCREENSHOT_NOW.date()
 
     await tab.page.evaluate("() => window.tsse.calendar.changeView('listWeek')")
     await tab.wait("() => document.querySelectorAll('#calendar [data-appointment-id]').length > 5")

@@ -747,6 +747,17 @@
       calendar.today();
       calendar.scrollToTime(scrollTarget(now));
     }
+    // The keyboard lands on the next appointment of today, not 60 Tab stops before it.
+    const next = dayRows(now).filter((a) => matches(a) && a.end * 1000 > now.getTime())
+      .sort((x, y) => x.start - y.start)[0];
+    if (next) {
+      requestAnimationFrame(() => {
+        const where = staffDay.open ? '#staff-day-columns' : '#calendar';
+        const card = /** @type {HTMLElement | null} */ (
+          document.querySelector(`${where} [data-appointment-id="${next.id}"]`));
+        if (card) card.focus();
+      });
+    }
   }
 
   /** An hour before `now`, as "HH:MM:00": the current time in view, with what just passed. @param {Date} now */
