@@ -25,6 +25,7 @@ import pytest
 
 from tests.fix_browser import CalendarPage
 from tests.fix_calendar import SCREENSHOT_NOW, calendar_url, seed_demo_week
+from tests.fix_db import execute
 from tests.fix_server import admin_token, staff_token
 
 pytestmark = pytest.mark.browser
@@ -324,3 +325,33 @@ async def test_the_keyboard_reschedules_from_the_panel_with_the_version_a_drag_s
     assert await tab.page.evaluate("id => window.tsse.appointment(id).end", appointment_id) == row["end"] + 3600
     assert len(patches) == 1 and patches[0]["url"].endswith(f"/api/appointments/{appointment_id}")
     assert patches[0]["if_match"] == f'"{row["version"]}"'
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_arrow_keys_move_between_free_slots_and_enter_books_there(chromium, make_server, db):
+    """From a card, the arrows walk the free half hours (over what is taken)
+    and Enter opens the booking form there: booking without a mouse."""
+    tab = await demo_desk(chromium, make_server, db, DESKTOP)
+    appointment_id = await tab.page.evaluate("""() => [...document.querySelectorAll(
+        '#calendar [data-appointment-id]')].map((e) => Number(e.dataset.appointmentId))
+        .find((id) => !window.tsse.appointment(id).all_day)""")
+    row = await tab.page.evaluate("id => window.tsse.appointment(id)", appointment_id)
+    await tab.page.locator(f'#calendar [data-appointment-id="{appointment_id}"]').focus()
+    await tab.page.keyboard.press("ArrowDown")
+    await tab.wait("() => window.tsse.slotCursor() !== null")
+    first = await tab.call("slotCursor")
+    assert first >= row["end"] and first % 1800 == 0
+    await tab.page.keyboard.press("ArrowDown")
+    await tab.wait("s => window.tsse.slotCursor() > s", first)
+    second = await tab.call("slotCursor")
+    taken = execute(db, "SELECT count(*) FROM appointments WHERE status NOT IN ('trash', 'cancelled')"
+                        " AND NOT all_day AND start_at < to_timestamp(%s) AND end_at > to_timestamp(%s)",
+                    (second + 1800, second))[0][0]
+    assert taken == 0, f"slot {second} is not free"
+    assert "Free: " in await tab.page.locator("#slot-cursor-said").inner_text()
+
+    await tab.page.keyboard.press("Enter")
+    await tab.page.locator("#booking").wait_for(state="visible", timeout=5000)
+    start = dt.datetime.fromtimestamp(second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M")
+    assert await tab.page.input_value("#book-start") == start
+    assert await tab.call("slotCursor") is None

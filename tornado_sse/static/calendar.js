@@ -776,6 +776,81 @@
     });
   }
 
+  /*
+   * Free slots by keyboard (admins, the week or day grid): on a card, the
+   * down and up arrows go to the first free half hour after it (before
+   * it); then up and down move half an hour, left and right a day, over
+   * what is taken (an appointment of the filtered staff member, or of
+   * anyone unfiltered; time the rules close), and Enter books there. The
+   * slot is drawn as a highlight (calendar.select() would book at once)
+   * and said by a polite live region. Escape or a click leaves it.
+   */
+  const SLOT_S = 1800;
+  let slotCursor = /** @type {number | null} */ (null); // epoch s of the slot's start
+  let slotCursorEvent = /** @type {any} */ (null);
+
+  /** @param {number} start epoch s */
+  function slotFree(start) {
+    const end = start + SLOT_S;
+    for (const a of appointments.rows.values()) {
+      if (a.status === 'trash' || a.status === 'cancelled' || a.all_day || !matches(a)) continue;
+      if (a.start < end && a.end > start) return false;
+    }
+    return !closedTime.some((c) => c.staff_id === filter.staffId && c.start < end && c.end > start);
+  }
+
+  /** The nearest free slot from `start` going `step` s at a time, within the view. @param {number} start @param {number} step */
+  function findFree(start, step) {
+    const from = toEpoch(calendar.view.activeStart);
+    const to = toEpoch(calendar.view.activeEnd);
+    for (let t = start; t >= from && t + SLOT_S <= to; t += step) if (slotFree(t)) return t;
+    return null;
+  }
+
+  /** @param {number | null} start */
+  function showSlotCursor(start) {
+    if (slotCursorEvent) slotCursorEvent.remove();
+    slotCursorEvent = null;
+    slotCursor = start;
+    if (start == null) return;
+    slotCursorEvent = calendar.addEvent({id: 'slot-cursor', start: new Date(start * 1000),
+      end: new Date((start + SLOT_S) * 1000), display: 'background', color: '#1d4ed8',
+      className: 'tsse-slot-cursor'});
+    calendar.scrollToTime(scrollTarget(new Date(start * 1000)));
+    $('slot-cursor-said').textContent = `Free: ${weekdayTime.format(start * 1000)}`
+      + ` to ${clock.format((start + SLOT_S) * 1000)}. Enter books it, Escape leaves.`;
+  }
+
+  function onGridKey(/** @type {KeyboardEvent} */ e) {
+    if (!canWrite() || !calendar.view.type.startsWith('timeGrid')) return;
+    const el = /** @type {HTMLElement} */ (e.target);
+    const onCard = el.dataset && el.dataset.appointmentId;
+    if (slotCursor == null && !onCard) return;
+    if (slotCursor != null && (e.key === 'Enter' || e.key === 'Escape')) {
+      e.preventDefault();
+      e.stopPropagation();
+      const start = slotCursor;
+      showSlotCursor(null);
+      $('slot-cursor-said').textContent = '';
+      if (e.key === 'Enter') openBooking({start: new Date(start * 1000), end: new Date((start + SLOT_S) * 1000)});
+      return;
+    }
+    const moves = {ArrowDown: SLOT_S, ArrowUp: -SLOT_S, ArrowRight: 86400, ArrowLeft: -86400};
+    const step = moves[/** @type {keyof typeof moves} */ (e.key)];
+    if (!step) return;
+    e.preventDefault();
+    let from;
+    if (slotCursor != null) from = slotCursor + step;
+    else {
+      const a = appointments.rows.get(Number(onCard));
+      if (!a) return;
+      from = step > 0 ? Math.ceil(a.end / SLOT_S) * SLOT_S : Math.floor(a.start / SLOT_S) * SLOT_S - SLOT_S;
+    }
+    // A day away keeps the time of day; the search then runs in half hours.
+    const next = findFree(from, Math.abs(step) === 86400 ? SLOT_S * Math.sign(step) : step);
+    if (next != null) showSlotCursor(next);
+  }
+
   // The next quarter hour from now: where "New booking" starts.
   function nextSlot() {
     const d = new Date(Math.ceil(Date.now() / 900000) * 900000);
@@ -1211,6 +1286,9 @@
   });
   els.now.addEventListener('click', goToNow);
   els.move.addEventListener('submit', onMove);
+  // Capture: Enter on the focused card books the slot rather than opening the card.
+  els.calendar.addEventListener('keydown', onGridKey, true);
+  els.calendar.addEventListener('pointerdown', () => { if (slotCursor != null) showSlotCursor(null); });
   els.activityToggle.addEventListener('click', () => {
     const open = els.activityToggle.getAttribute('aria-expanded') !== 'true';
     els.activityToggle.setAttribute('aria-expanded', String(open));
@@ -1256,6 +1334,8 @@
     // Whether this tab holds the browser's shared stream (client.js).
     leader: () => (subscription ? subscription.leader : null),
     status: () => status,
+    // The keyboard's free slot (epoch s), or null.
+    slotCursor: () => slotCursor,
   };
 
   start();
