@@ -29,6 +29,8 @@ fi
 # package-lock.json, for tests/test_client_js.py (which skips without npm).
 if command -v npm >/dev/null 2>&1; then
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+  # axe-core, for the calendar's accessibility test (tests/test_desk_screens.py).
+  (cd tests/a11y && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Gates first (pyproject.toml): lint, then types (the package strict; tests

@@ -341,7 +341,7 @@
       } catch (failure) {
         const err = /** @type {any} */ (failure);
         if (err.status === 401) onError(err);
-        else error.textContent = `Could not ${action.label.toLowerCase()} #${a.id}: ${err.message}`;
+        else error.textContent = `Not saved — “${action.label}” for ${describe(a.id)}: ${err.message}`;
       } finally {
         button.removeAttribute('aria-busy');
       }

@@ -24,28 +24,39 @@
 (function () {
   'use strict';
 
-  // `python run.py token` prints a bare token, not a link: say how to use it.
-  const EXPIRED_MESSAGE = ['Your session has expired or the link is invalid. Open the calendar link that ',
-    {code: 'python run.py'}, ' prints, or add ', {code: '?token=…'}, ' with a token from ',
-    {code: 'python run.py token'}, ' to this address.'];
+  // Words for the person at the desk (issue 23): what happened and what to
+  // do, never how the server is run. The page stays as it was, read-only.
+  const ENDED_MESSAGE = ['Your session has ended — open the calendar link again. '
+    + 'What you see stays here but no longer updates, and nothing can be changed.'];
+  const UNREACHABLE = 'The calendar cannot reach the server. Check the internet connection;';
   // localStorage is per origin already. Kept so that tests and support can
   // see how far a page got, even after it closed; a new page always starts
   // from a snapshot's last_event_id, which is consistent with its rows.
   const CURSOR_KEY = 'tornado_sse.last_event_id';
+  // Card colours [background, text], each pair at least 4.5:1 (WCAG AA;
+  // the ratios are in calendar.css, whose legend repeats these colours).
   const STATUS_COLORS = {
-    'unpaid': '#d97706',
-    'pending-confirmation': '#ea580c',
-    'confirmed': '#2563eb',
-    'paid': '#16a34a',
-    'complete': '#475569',
-    'in-cart': '#9333ea',
-    'was-in-cart': '#a78bfa',
-    'cancelled': '#9ca3af',
+    'unpaid': ['#b45309', '#ffffff'],
+    'pending-confirmation': ['#be185d', '#ffffff'],
+    'confirmed': ['#1d4ed8', '#ffffff'],
+    'paid': ['#15803d', '#ffffff'],
+    'complete': ['#475569', '#ffffff'],
+    'in-cart': ['#7e22ce', '#ffffff'],
+    'was-in-cart': ['#ede9fe', '#5b21b6'],
+    'cancelled': ['#e5e7eb', '#374151'],
+  };
+  // The status in words, on every card (colour is never the only sign).
+  const STATUS_TEXT = {
+    'unpaid': 'Unpaid', 'pending-confirmation': 'Pending confirmation', 'confirmed': 'Confirmed',
+    'paid': 'Paid', 'complete': 'Complete', 'in-cart': 'In cart', 'was-in-cart': 'Was in cart',
+    'cancelled': 'Cancelled', 'trash': 'In trash',
   };
   const STATUS_LABELS = {
-    loading: 'Loading…', error: 'Error', live: 'Live', reconnecting: 'Reconnecting…',
-    polling: 'Polling', offline: 'Offline', unauthorized: 'Signed out',
+    loading: 'Loading…', error: 'Not loaded', live: 'Live', reconnecting: 'Reconnecting…',
+    polling: 'Live (slow connection)', offline: 'Offline', unauthorized: 'Session ended',
   };
+  // Below this width (px) the page is a phone's: one day, a compact toolbar (calendar.css too).
+  const NARROW = window.matchMedia('(max-width: 700px)');
 
   /** @param {string} id @returns {any} the element (typed loosely: each is used as what it is) */
   const $ = (id) => document.getElementById(id);
@@ -56,6 +67,8 @@
     details: $('details'), detailsBody: $('details-body'), detailsActions: $('details-actions'),
     detailsError: $('details-error'), book: $('book-button'), viewCalendar: $('view-calendar'),
     viewStaff: $('view-staff'), staffDay: $('staff-day'), staffDayTitle: $('staff-day-title'),
+    now: $('now-button'), activityToggle: $('activity-toggle'), bookingDialog: $('booking'),
+    move: $('details-move'), moveStart: /** @type {HTMLInputElement} */ ($('details-move-start')),
   };
 
   class ApiError extends Error {
@@ -129,6 +142,7 @@
   let detailsId = null; // the appointment in the side panel
   /** @type {any} */
   let customerCard = null; // the panel's customer card (customers.js)
+  let ended = false; // the session ended: the page stays as it was, read-only
   // The page's parts (separate scripts): when one did not load, start()
   // says so instead of the page failing here.
   const loaded = [typeof FullCalendar, typeof TornadoSSE, typeof TsseDirectory, typeof TsseActivity,
@@ -185,19 +199,22 @@
     try {
       res = await fetch(path, init);
     } catch (err) {
-      throw new ApiError(0, 'The server cannot be reached. Check that `python run.py` is running.');
+      throw new ApiError(0, `${UNREACHABLE} the calendar keeps trying.`);
     }
     const data = res.status === 204 ? null : await res.json().catch(() => null);
     const eventId = Number(res.headers.get('Event-Id'));
     if (eventId > 0) ownEvent(eventId);
     if (!res.ok) {
       // Errors are JSON in the WordPress REST shape: {code, message, data: {status}}.
-      const message = data && data.message ? data.message : `${method} ${path}: HTTP ${res.status}`;
+      const message = data && data.message ? data.message
+        : `The server could not answer (error ${res.status}). Try again in a moment.`;
       const extra = data && data.data ? data.data : null;
       throw new ApiError(res.status, message, extra ? extra.params || null : null, data ? data.code : '', extra);
     }
     // A write needs only its status; a read needs its JSON.
-    if (data === null && method === 'GET') throw new ApiError(res.status, `GET ${path}: not JSON`);
+    if (data === null && method === 'GET') {
+      throw new ApiError(res.status, 'The server sent an answer the calendar cannot read. Reload the page.');
+    }
     return data;
   }
 
@@ -266,8 +283,8 @@
         if (loads.get(kind) !== generation) return null;
         failing.add(kind);
         const wait = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** attempt);
-        showNotice([`The calendar could not load: ${err.message} Retrying in ${Math.round(wait / 1000)} s…`],
-          'retry');
+        showNotice([`The calendar could not load the appointments: ${err.message}`
+          + ` Trying again in ${Math.round(wait / 1000)} s…`], 'retry');
         await new Promise((resolve) => setTimeout(resolve, wait));
         if (loads.get(kind) !== generation) return null;
       }
@@ -372,7 +389,7 @@
       if (availabilities.apply(event.resource_id, event.id, row)) {
         reloadClosed();
         const rule = row || old;
-        activity.note(event, `availability “${(rule && rule.title) || '#' + event.resource_id}” ${action}`
+        activity.note(event, `availability rule “${(rule && rule.title) || 'untitled'}” ${action}`
           + byWhom(event), own);
       }
     }
@@ -470,8 +487,7 @@
   function setStatus(next) {
     status = next;
     document.body.dataset.status = next;
-    if (next === 'unauthorized') showNotice(EXPIRED_MESSAGE, 'expired');
-    else if (els.notice.dataset.kind === 'expired') hideNotice();
+    if (next === 'unauthorized') endSession();
     updateBadge();
   }
 
@@ -582,19 +598,26 @@
       start: new Date(a.start * 1000),
       end: new Date(a.end * 1000),
       allDay: a.all_day,
-      color: STATUS_COLORS[a.status] || '#64748b',
+      color: (STATUS_COLORS[a.status] || ['#475569'])[0],
+      contrastColor: (STATUS_COLORS[a.status] || ['#475569', '#ffffff'])[1],
       className: `tsse-appointment tsse-status-${a.status}${cancelled ? ' tsse-cancelled' : ''}`
         + ` tsse-customer-${a.customer_status}${a.overlap_allowed ? ' tsse-overlap' : ''}`,
-      editable: !cancelled,
+      // Cancelled cards stay put; the others follow the calendar's editable (canWrite).
+      ...(cancelled ? {editable: false} : {}),
       extendedProps: {appointment: a, column},
     };
   }
 
-  /** A card's accessible name: time, who, status, arrival, overlap. @param {any} a */
-  function cardLabel(a) {
-    const time = a.all_day ? 'all day' : `${clock.format(a.start * 1000)} to ${clock.format(a.end * 1000)}`;
-    return [time, directory.cardTitle(a), a.status.replace('-', ' '),
-      ...flags(a).map(([, words]) => words)].join(', ');
+  /**
+   * What a card's accessible name adds to what it shows (time, title,
+   * status): its end and the flags in words, ", until 10:45, arrived".
+   * Spoken, never shown; no aria-label, so the name always holds the
+   * visible words (speech input: "click Anna Berg").
+   * @param {any} a
+   */
+  function cardExtra(a) {
+    const until = a.all_day ? 'all day' : `until ${clock.format(a.end * 1000)}`;
+    return [, until, ...flags(a).map(([, words]) => words)].join(', ');
   }
 
   function renderAvailabilities() {
@@ -743,6 +766,32 @@
     ];
   }
 
+  // "Now": today, scrolled to the current hour, in whichever view is shown.
+  function goToNow() {
+    const now = new Date();
+    if (staffDay.open) {
+      goToStaffDay(now);
+      staffDay.scrollToTime(scrollTarget(now));
+    } else {
+      calendar.today();
+      calendar.scrollToTime(scrollTarget(now));
+    }
+    // The keyboard lands on the next appointment of today, not 60 Tab stops before it.
+    const next = dayRows(now).filter((a) => matches(a) && a.end * 1000 > now.getTime())
+      .sort((x, y) => x.start - y.start)[0];
+    if (next) {
+      requestAnimationFrame(() => {
+        const where = staffDay.open ? '#staff-day-columns' : '#calendar';
+        const card = /** @type {HTMLElement | null} */ (
+          document.querySelector(`${where} [data-appointment-id="${next.id}"]`));
+        if (card) card.focus();
+      });
+    }
+  }
+
+  /** An hour before `now`, as "HH:MM:00": the current time in view, with what just passed. @param {Date} now */
+  const scrollTarget = (now) => `${String(Math.max(0, now.getHours() - 1)).padStart(2, '0')}:00:00`;
+
   // --- booking --------------------------------------------------------------
 
   // A free slot selected (or "New booking"): the form, prefilled.
@@ -754,6 +803,81 @@
       staffId: staffId !== undefined ? staffId : filter.staffId,
       productId: filter.productId,
     });
+  }
+
+  /*
+   * Free slots by keyboard (admins, the week or day grid): on a card, the
+   * down and up arrows go to the first free half hour after it (before
+   * it); then up and down move half an hour, left and right a day, over
+   * what is taken (an appointment of the filtered staff member, or of
+   * anyone unfiltered; time the rules close), and Enter books there. The
+   * slot is drawn as a highlight (calendar.select() would book at once)
+   * and said by a polite live region. Escape or a click leaves it.
+   */
+  const SLOT_S = 1800;
+  let slotCursor = /** @type {number | null} */ (null); // epoch s of the slot's start
+  let slotCursorEvent = /** @type {any} */ (null);
+
+  /** @param {number} start epoch s */
+  function slotFree(start) {
+    const end = start + SLOT_S;
+    for (const a of appointments.rows.values()) {
+      if (a.status === 'trash' || a.status === 'cancelled' || a.all_day || !matches(a)) continue;
+      if (a.start < end && a.end > start) return false;
+    }
+    return !closedTime.some((c) => c.staff_id === filter.staffId && c.start < end && c.end > start);
+  }
+
+  /** The nearest free slot from `start` going `step` s at a time, within the view. @param {number} start @param {number} step */
+  function findFree(start, step) {
+    const from = toEpoch(calendar.view.activeStart);
+    const to = toEpoch(calendar.view.activeEnd);
+    for (let t = start; t >= from && t + SLOT_S <= to; t += step) if (slotFree(t)) return t;
+    return null;
+  }
+
+  /** @param {number | null} start */
+  function showSlotCursor(start) {
+    if (slotCursorEvent) slotCursorEvent.remove();
+    slotCursorEvent = null;
+    slotCursor = start;
+    if (start == null) return;
+    slotCursorEvent = calendar.addEvent({id: 'slot-cursor', start: new Date(start * 1000),
+      end: new Date((start + SLOT_S) * 1000), display: 'background', color: '#1d4ed8',
+      className: 'tsse-slot-cursor'});
+    calendar.scrollToTime(scrollTarget(new Date(start * 1000)));
+    $('slot-cursor-said').textContent = `Free: ${weekdayTime.format(start * 1000)}`
+      + ` to ${clock.format((start + SLOT_S) * 1000)}. Enter books it, Escape leaves.`;
+  }
+
+  function onGridKey(/** @type {KeyboardEvent} */ e) {
+    if (!canWrite() || !calendar.view.type.startsWith('timeGrid')) return;
+    const el = /** @type {HTMLElement} */ (e.target);
+    const onCard = el.dataset && el.dataset.appointmentId;
+    if (slotCursor == null && !onCard) return;
+    if (slotCursor != null && (e.key === 'Enter' || e.key === 'Escape')) {
+      e.preventDefault();
+      e.stopPropagation();
+      const start = slotCursor;
+      showSlotCursor(null);
+      $('slot-cursor-said').textContent = '';
+      if (e.key === 'Enter') openBooking({start: new Date(start * 1000), end: new Date((start + SLOT_S) * 1000)});
+      return;
+    }
+    const moves = {ArrowDown: SLOT_S, ArrowUp: -SLOT_S, ArrowRight: 86400, ArrowLeft: -86400};
+    const step = moves[/** @type {keyof typeof moves} */ (e.key)];
+    if (!step) return;
+    e.preventDefault();
+    let from;
+    if (slotCursor != null) from = slotCursor + step;
+    else {
+      const a = appointments.rows.get(Number(onCard));
+      if (!a) return;
+      from = step > 0 ? Math.ceil(a.end / SLOT_S) * SLOT_S : Math.floor(a.start / SLOT_S) * SLOT_S - SLOT_S;
+    }
+    // A day away keeps the time of day; the search then runs in half hours.
+    const next = findFree(from, Math.abs(step) === 86400 ? SLOT_S * Math.sign(step) : step);
+    if (next != null) showSlotCursor(next);
   }
 
   // The next quarter hour from now: where "New booking" starts.
@@ -807,7 +931,7 @@
       return (await writes.change(a, body, label)) !== null;
     } catch (err) {
       if (err.status === 401) showError(err);
-      else showNotice([`Could not change appointment #${a.id} (${label}): ${err.message}`], 'error');
+      else showNotice([`Not saved — ${label} (${describeId(a.id)}): ${err.message}`], 'error');
       return false;
     }
   }
@@ -851,7 +975,7 @@
     const when = new Intl.DateTimeFormat(undefined, {dateStyle: 'medium', timeStyle: 'short'});
     return [
       ['Appointment', '#' + a.id],
-      ['Status', a.status],
+      ['Status', STATUS_TEXT[a.status] || a.status],
       ['When', a.all_day ? 'all day' : `${when.format(a.start * 1000)} – ${when.format(a.end * 1000)}`],
       ['Customer', a.customer_id == null ? 'Guest' : `${directory.customerName(a.customer_id)} (#${a.customer_id})`],
       ['Customer status', a.customer_status],
@@ -865,9 +989,15 @@
     ];
   }
 
+  // The card that opened the panel gets the focus back when it closes.
+  let detailsOpener = /** @type {number | null} */ (null);
+
   /** @param {any} a @param {boolean} [focus] move the keyboard focus to the panel (opened by the user) */
   function showDetails(a, focus = false) {
+    if (focus) detailsOpener = a.id;
+    const other = detailsId !== a.id;
     detailsId = a.id;
+    showMove(a, other);
     if (actions) actions.show(a);
     els.detailsBody.replaceChildren(...describe(a).flatMap(([label, value]) => {
       const dt = document.createElement('dt');
@@ -883,9 +1013,45 @@
 
   function closeDetails() {
     els.details.hidden = true;
+    els.move.hidden = true;
     detailsId = null;
     if (actions) actions.show(null);
     if (customerCard) customerCard.clear();
+    const opener = detailsOpener;
+    detailsOpener = null;
+    if (opener == null) return;
+    // The card may have been drawn afresh meanwhile: find it by its id, in the view shown.
+    const where = document.body.dataset.view === 'staff' ? '#staff-day-columns' : '#calendar';
+    const card = /** @type {HTMLElement | null} */ (
+      document.querySelector(`${where} [data-appointment-id="${opener}"]`));
+    if (card) card.focus();
+  }
+
+  /*
+   * The keyboard's reschedule: a start time field and "Move", the same
+   * versioned PATCH (If-Match) a drag sends, keeping the length. Offered
+   * where a drag is: writable, timed, not cancelled. The field is filled
+   * when the panel opens on another appointment, not while someone types.
+   * @param {any} a @param {boolean} other the panel just turned to `a`
+   */
+  function showMove(a, other) {
+    els.move.hidden = !canWrite() || a.all_day || a.status === 'cancelled' || a.status === 'trash';
+    if (other || document.activeElement !== els.moveStart) {
+      els.moveStart.value = TsseBooking.localInput(new Date(a.start * 1000));
+    }
+  }
+
+  async function onMove(/** @type {Event} */ e) {
+    e.preventDefault();
+    const a = appointments.rows.get(detailsId);
+    const start = new Date(els.moveStart.value);
+    if (!a || Number.isNaN(start.getTime())) {
+      els.detailsError.textContent = 'Enter the new date and start time.';
+      return;
+    }
+    els.detailsError.textContent = '';
+    const body = {start: toEpoch(start), end: toEpoch(start) + (a.end - a.start)};
+    await sendChange(a, body, `Move to ${weekdayTime.format(start)}`);
   }
 
   // The panel follows the stream too: it shows the row as it is now.
@@ -916,8 +1082,9 @@
 
   function updateBadge() {
     let text = STATUS_LABELS[status] || status;
-    if (lastEventAt != null) text += ` · last event ${age(Date.now() - lastEventAt)} ago`;
-    else if (subscription) text += ' · no events yet';
+    // An ended session gets nothing more: its label says it all.
+    if (!ended && lastEventAt != null) text += ` · last change ${age(Date.now() - lastEventAt)} ago`;
+    else if (!ended && subscription) text += ' · no changes yet';
     els.badge.textContent = text;
     els.badge.dataset.status = status;
   }
@@ -930,14 +1097,50 @@
   }
 
   function showError(err) {
-    if (err.status === 401) showNotice(EXPIRED_MESSAGE, 'expired');
-    else if (err.status === 403) showNotice(['This account may not use the calendar: it is for admins and staff.'], 'error');
-    else showNotice([`The calendar could not load: ${err.message}`], 'error');
+    if (err.status === 401) endSession();
+    else if (err.status === 403) {
+      showNotice(['This link does not give access to the calendar. Ask the manager for the front desk’s link.'],
+        'error');
+    } else showNotice([`The calendar could not load the appointments: ${err.message}`], 'error');
+  }
+
+  /*
+   * The session ended (its token expired, or another sign-in replaced it):
+   * say so in plain words and keep what is on screen, read-only. Nothing
+   * offers a write the server would refuse: no drag, no selection, no
+   * booking, no panel actions.
+   */
+  function endSession() {
+    showNotice(ENDED_MESSAGE, 'expired');
+    if (ended) return;
+    ended = true;
+    document.body.dataset.readonly = 'true';
+    applyWritable();
+    if (els.bookingDialog.open) els.bookingDialog.close();
+  }
+
+  /** Who may write now: an admin whose session has not ended. */
+  const canWrite = () => !!me && me.role === 'admin' && !ended;
+
+  // Editing, selection and the write controls follow canWrite().
+  function applyWritable() {
+    const writable = canWrite();
+    els.book.hidden = !writable;
+    els.detailsActions.hidden = !writable;
+    if (!writable) els.move.hidden = true;
+    if (calendar) {
+      calendar.setOption('editable', writable);
+      calendar.setOption('selectable', writable);
+    }
+    for (const name of ['editable', 'selectable', 'droppable']) staffDay.setOption(name, writable);
   }
 
   // The page cannot start: say why, in the notice and in data-status.
   function fail(err) {
-    showError(err);
+    if (err.status === 401 && !calendar) {
+      // Before anything loaded there is no view to keep: just the words.
+      showNotice(['You are not signed in — open the calendar link again.'], 'expired');
+    } else showError(err);
     status = err.status === 401 || err.status === 403 ? 'unauthorized' : 'error';
     document.body.dataset.status = status;
     updateBadge();
@@ -947,7 +1150,7 @@
   // selection (admins) and the card hooks.
   /** @param {number | null | undefined} staffId the column's staff member (undefined: main calendar) */
   function sharedOptions(staffId) {
-    const admin = me.role === 'admin';
+    const writable = canWrite();
     return {
       firstDay: 1,
       nowIndicator: true,
@@ -957,9 +1160,16 @@
       slotHeaderFormat: {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'},
       scrollTime: '08:00',
       forceEventDuration: true, // a drop always has an end to send
-      editable: admin,
+      editable: writable,
       eventInteractive: true, // cards take keyboard focus; Enter opens the details
-      selectable: admin,
+      // A busy hour stays readable: in a week's narrow day one card at
+      // full width, two side by side in a day or a staff column, the rest
+      // behind "+N", which lists them.
+      eventMaxStack: staffId === undefined ? 1 : 2,
+      // The list says start–end (and the status, in eventContent).
+      views: {listWeek: {displayEventEnd: true}, listDay: {displayEventEnd: true},
+        timeGridDay: {eventMaxStack: staffId === undefined && !NARROW.matches ? 4 : 2}},
+      selectable: writable,
       selectMirror: true,
       // Bookings are timed: a free slot in the grid, not a whole day.
       selectAllow: (/** @type {any} */ span) => !span.allDay,
@@ -970,31 +1180,70 @@
       eventDrop: onMoved,
       eventResize: onMoved,
       // Staff columns take cards dragged from another column (reassignment).
-      droppable: admin && staffId !== undefined,
+      droppable: writable && staffId !== undefined,
       eventReceive: (/** @type {any} */ info) => onStaffDrop(info, staffId ?? null),
       eventClick: (/** @type {any} */ info) => {
         const a = info.event.extendedProps.appointment;
         if (a) showDetails(a, true);
       },
+      // Time, who and what, then the status in words (colour is not the only
+      // sign); the card's accessible name is this text, and for screen
+      // readers only its end and the flags in words (cardExtra).
+      eventContent: (/** @type {any} */ info) => {
+        const a = info.event.extendedProps.appointment;
+        if (!a) return true; // closed time: FullCalendar's own
+        // A first line of time and status, then the names: a short card
+        // cuts the names' second line, never the names themselves.
+        const part = (/** @type {string} */ tag, /** @type {string} */ className, /** @type {string} */ text) => {
+          const el = document.createElement(tag);
+          el.className = className;
+          el.textContent = text;
+          return el;
+        };
+        const head = document.createElement('div');
+        head.className = 'tsse-card-head';
+        if (info.timeText) head.append(part('span', 'tsse-card-time', info.timeText), ' ');
+        head.append(part('span', 'tsse-status-text', STATUS_TEXT[a.status] || a.status));
+        // Spaces between the parts: read together they are words apart.
+        return {domNodes: [head, document.createTextNode(' '), part('div', 'tsse-card-title', info.event.title),
+          part('span', 'tsse-sr-only', cardExtra(a))]};
+      },
+      // A day cell's name ("November 19, 2026") would hide the cards in it
+      // from speech input; its column header already says the date.
+      dayCellDidMount: (/** @type {any} */ info) => info.el.removeAttribute('aria-label'),
       eventDidMount: (/** @type {any} */ info) => {
         const a = info.event.extendedProps.appointment;
         if (!a) return;
         info.el.title = describe(a).map(([label, value]) => `${label}: ${value}`).join('\n');
-        info.el.setAttribute('aria-label', cardLabel(a));
         info.el.dataset.appointmentId = a.id;
         activity.decorate(info.el, a.id);
       },
     };
   }
 
+  // A phone shows one day (or the list) full width; a desk the week.
+  const WIDE_TOOLBAR = {start: 'prev,next', center: 'title', end: 'timeGridWeek,timeGridDay,listWeek'};
+  const NARROW_TOOLBAR = {start: 'prev,next', center: 'title', end: 'timeGridDay,listWeek'};
+
+  function fitToScreen() {
+    if (!calendar) return;
+    calendar.setOption('headerToolbar', NARROW.matches ? NARROW_TOOLBAR : WIDE_TOOLBAR);
+    if (NARROW.matches && calendar.view.type === 'timeGridWeek') calendar.changeView('timeGridDay');
+    if (!NARROW.matches && calendar.view.type === 'timeGridDay' && fittedToPhone) calendar.changeView('timeGridWeek');
+    fittedToPhone = NARROW.matches;
+  }
+  let fittedToPhone = false;
+
   function createCalendar() {
+    fittedToPhone = NARROW.matches;
     calendar = new FullCalendar.Calendar(els.calendar, {
       ...sharedOptions(undefined),
-      initialView: 'timeGridWeek',
+      initialView: NARROW.matches ? 'timeGridDay' : 'timeGridWeek',
       // Weeks start on Monday (firstDay, shared), like the business week
       // the seed (and most shops) plan by: with the locale's Sunday start,
       // the demo week is out of view all Sunday.
-      headerToolbar: {start: 'prev,next today', center: 'title', end: 'timeGridWeek,timeGridDay,listWeek'},
+      headerToolbar: NARROW.matches ? NARROW_TOOLBAR : WIDE_TOOLBAR,
+      headerToolbarClass: 'tsse-toolbar', // a stable name for calendar.css (print, phone)
       height: '100%',
       // Navigating needs the new range's rows; the first range loads in start().
       datesSet: () => {
@@ -1008,7 +1257,7 @@
 
   async function start() {
     if (!loaded) {
-      fail(new ApiError(0, 'a script did not load (see the browser console).'));
+      fail(new ApiError(0, 'part of the page did not load. Reload the page; if this stays, tell the manager.'));
       return;
     }
     try {
@@ -1026,9 +1275,7 @@
       filter.staffId = me.staff_id;
       els.staff.disabled = true;
     } else {
-      // Admins write; staff see the same panel read-only.
-      els.book.hidden = false;
-      els.detailsActions.hidden = false;
+      // Admins write (applyWritable shows the controls); staff see the same panel read-only.
       const ask = TsseWrites.createAsk();
       writes = TsseWrites.create({api, ask, describe: describeId, fieldChanges, lastChange,
         isAdmin: () => me.role === 'admin'});
@@ -1040,6 +1287,7 @@
     }
     customerCard = TsseCustomers.createCard({api, directory, container: $('details-customer')});
     createCalendar();
+    applyWritable();
     let since;
     try {
       const [ids] = await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
@@ -1064,7 +1312,22 @@
   els.staff.addEventListener('change', onFilterChange);
   els.product.addEventListener('change', onFilterChange);
   $('details-close').addEventListener('click', closeDetails);
-  els.details.addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => { if (e.key === 'Escape') closeDetails(); });
+  // Escape closes the panel from anywhere (dialogs close themselves first).
+  document.addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => {
+    if (e.key !== 'Escape' || e.defaultPrevented || document.querySelector('dialog[open]')) return;
+    if (!els.details.hidden) closeDetails();
+  });
+  els.now.addEventListener('click', goToNow);
+  els.move.addEventListener('submit', onMove);
+  // Capture: Enter on the focused card books the slot rather than opening the card.
+  els.calendar.addEventListener('keydown', onGridKey, true);
+  els.calendar.addEventListener('pointerdown', () => { if (slotCursor != null) showSlotCursor(null); });
+  els.activityToggle.addEventListener('click', () => {
+    const open = els.activityToggle.getAttribute('aria-expanded') !== 'true';
+    els.activityToggle.setAttribute('aria-expanded', String(open));
+    document.body.dataset.activity = open ? 'open' : 'closed';
+  });
+  NARROW.addEventListener('change', fitToScreen);
   els.book.addEventListener('click', () => openBooking({start: nextSlot()}));
   els.viewCalendar.addEventListener('click', () => showView(false));
   els.viewStaff.addEventListener('click', () => showView(true));
@@ -1104,6 +1367,8 @@
     // Whether this tab holds the browser's shared stream (client.js).
     leader: () => (subscription ? subscription.leader : null),
     status: () => status,
+    // The keyboard's free slot (epoch s), or null.
+    slotCursor: () => slotCursor,
   };
 
   start();

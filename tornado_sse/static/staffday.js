@@ -21,6 +21,10 @@
    * }} Source
    */
 
+  const printedDay = new Intl.DateTimeFormat(undefined, {dateStyle: 'full'});
+  /** Where the day opens in view, like the week's scrollTime. */
+  const OPENING = '08:00:00';
+
   /** @param {HTMLElement} container @param {Source} source */
   function createStaffDay(container, source) {
     /** @type {{column: Column, calendar: any}[]} */
@@ -45,6 +49,11 @@
           note.textContent = column.note;
           heading.append(' ', note);
         }
+        // On paper each person is a page of their own: it names the day too.
+        const date = document.createElement('span');
+        date.className = 'staff-column-date';
+        date.textContent = ` · ${printedDay.format(day)}`;
+        heading.append(date);
         section.setAttribute('aria-labelledby', heading.id);
         const body = document.createElement('div');
         body.className = 'staff-column-calendar';
@@ -56,7 +65,10 @@
           initialDate: day,
           headerToolbar: false,
           dayHeaders: false,
-          height: '100%',
+          // The whole day, no scroller of its own: the columns scroll
+          // together (the container), one scroll region with the cards in
+          // it for the keyboard, and on paper the whole day prints.
+          height: 'auto',
           events: (/** @type {any} */ info, /** @type {(events: object[]) => void} */ ok) =>
             ok(source.eventsFor(column.id, day)),
         });
@@ -78,7 +90,10 @@
       /** Show (or move to) `date`'s day. @param {Date} date */
       show(date) {
         day = new Date(date.getFullYear(), date.getMonth(), date.getDate());
-        if (!columns.length) build();
+        if (!columns.length) {
+          build();
+          requestAnimationFrame(() => this.scrollToTime(OPENING)); // once the columns are laid out
+        }
         for (const {calendar} of columns) calendar.gotoDate(day);
         this.refresh();
       },
@@ -92,6 +107,18 @@
         for (const {calendar} of columns) calendar.refetchEvents();
       },
       close: destroy,
+      /** Set an option on every column (editing ends with the session). @param {string} name @param {any} value */
+      setOption(name, value) {
+        for (const {calendar} of columns) calendar.setOption(name, value);
+      },
+      /** Scroll the columns to a time of day ("13:00:00"). @param {string} time */
+      scrollToTime(time) {
+        const slot = container.querySelector(`[data-time="${time}"]`);
+        const heading = container.querySelector('.staff-column h3');
+        if (!slot) return;
+        container.scrollTop += slot.getBoundingClientRect().top - container.getBoundingClientRect().top
+          - (heading ? heading.getBoundingClientRect().height : 0);
+      },
     };
   }
 

@@ -162,9 +162,11 @@
       if (err.code === 'rest_conflict') {
         const others = (data.conflicts || []).map((/** @type {number} */ id) => describe(id));
         const parts = [`${what} overlaps ${others.length === 1 ? 'another appointment' : 'other appointments'}`
-          + ' of the same staff member:', {list: others.length ? others : ['(not named by the server)']}];
+          + ' of the same staff member:', {list: others.length ? others : ['(one you cannot see from here)']}];
         if (!isAdmin()) {
-          await ask({kind: 'overlap', title: 'Double booking', parts, buttons: [{key: 'ok', label: 'OK'}]});
+          await ask({kind: 'overlap', title: 'Double booking', parts: [...parts,
+            'Nothing was changed. Pick another time, or ask a manager to book it anyway.'],
+          buttons: [{key: 'ok', label: 'OK'}]});
           return false;
         }
         const answer = await ask({kind: 'overlap', title: 'Book anyway?', parts: [...parts,
@@ -176,10 +178,12 @@
       }
       if (err.code === 'rest_unavailable') {
         const rule = data.rule || {};
-        const name = rule.title ? `“${rule.title}”` : `rule #${rule.id ?? '?'}`;
+        const name = rule.title ? `“${rule.title}”` : 'an availability rule';
         const parts = [`${what} falls in time closed by ${name}.`];
         if (!isAdmin()) {
-          await ask({kind: 'unavailable', title: 'Closed time', parts, buttons: [{key: 'ok', label: 'OK'}]});
+          await ask({kind: 'unavailable', title: 'Closed time', parts: [...parts,
+            'Nothing was changed. Pick a time when the salon and the staff member are available.'],
+          buttons: [{key: 'ok', label: 'OK'}]});
           return false;
         }
         const answer = await ask({kind: 'unavailable', title: 'Override availability?', parts,
@@ -251,7 +255,7 @@
             continue;
           }
           if (err.status === 409 && body !== null) {
-            if (await decide409(err, extra, `#${a.id} (${label})`)) continue;
+            if (await decide409(err, extra, `${label}: ${describe(a.id)}`)) continue;
             return null;
           }
           throw err;
