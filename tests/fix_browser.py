@@ -55,6 +55,19 @@ def missing() -> str | None:
     return None
 
 
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def save_picture(name: str, png: bytes) -> None:
+    """Write docs/<name> when asked to (TSSE_SCREENSHOTS=1) and it changed,
+    so CI runs check what a picture shows without touching the repository."""
+    if os.environ.get("TSSE_SCREENSHOTS") != "1":
+        return
+    target = DOCS / name
+    if not target.exists() or target.read_bytes() != png:
+        target.write_bytes(png)
+
 class CalendarPage:
     """One calendar tab, through what the page exposes for tests:
     ``window.tsse`` and ``<body data-status data-last-event-id>``."""

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.fix_browser import within
+from tests.fix_browser import save_picture, within
 from tests.fix_calendar import book
 from tests.fix_server import admin_token, staff_token
 from tests.tcp_proxy import PgProxy
@@ -121,6 +121,7 @@ async def test_a_silent_connection_says_reconnecting_within_35_s_and_the_change_
         noticed = time.monotonic() - silent_since
         assert noticed > HEARTBEAT_S, f"stale after {noticed:.1f} s: before a heartbeat was even due"
         assert await tab.call("status") == "reconnecting"
+        save_picture("reconnecting.png", await tab.page.screenshot())
 
         # A fresh connection resumes from the cursor: the change arrives once.
         await tab.wait_shown(missed, timeout=45_000)

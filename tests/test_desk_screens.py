@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import re
 import struct
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.fix_browser import CalendarPage
+from tests.fix_browser import CalendarPage, save_picture
 from tests.fix_calendar import SCREENSHOT_NOW, calendar_url, seed_demo_week
 from tests.fix_db import execute
 from tests.fix_server import admin_token, staff_token
@@ -47,15 +46,6 @@ LAYOUT = """sel => {
             innerHeight: window.innerHeight,
             box: box && {left: box.left, top: box.top, right: box.right, bottom: box.bottom}};
 }"""
-
-
-def save_picture(name: str, png: bytes) -> None:
-    """Write docs/<name> when asked to (TSSE_SCREENSHOTS=1) and it changed."""
-    if os.environ.get("TSSE_SCREENSHOTS") != "1":
-        return
-    target = DOCS / name
-    if not target.exists() or target.read_bytes() != png:
-        target.write_bytes(png)
 
 
 async def demo_desk(chromium: Any, make_server: Any, db: str, viewport: dict[str, int],
