@@ -84,3 +84,14 @@ def test_without_the_packages_tracing_is_off(monkeypatch):
     args: dict[str, Any] = {"method": "GET", "path": "/", "route": "/", "status": 200, "duration": 0.1,
                             "headers": {}, "attributes": {}}
     tracing.request(**args)
+
+
+def test_the_api_without_a_configured_provider_records_nothing_and_stays_off_the_hot_path():
+    """opentelemetry-api alone (another package's dependency) gives a proxy
+    provider whose spans are no-ops: tracing stays off rather than build them."""
+    from opentelemetry import trace
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # no SDK set globally here
+    assert not Tracing().enabled
+    assert not Tracing(trace.NoOpTracerProvider()).enabled
+    assert Tracing(TracerProvider()).enabled
