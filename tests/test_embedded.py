@@ -51,6 +51,22 @@ def test_rows_survive_a_restart(data_dir: Path) -> None:
         server.stop()
 
 
+def test_psql_beside_a_running_server_leaves_it_running_and_says_so(data_dir: Path) -> None:
+    """``run.py psql`` while ``run.py`` serves: the database must stay up,
+    and the log must not claim it stopped (it did, and misled operators)."""
+    server = EmbeddedPostgres(data_dir)
+    dsn = server.start()
+    try:
+        done = run_cli("--data-dir", str(data_dir), "psql", "-c", "SELECT 1")
+        assert done.returncode == 0, done.stderr
+        assert "left running: another process still uses it" in done.stderr, done.stderr
+        assert "PostgreSQL stopped" not in done.stderr, done.stderr
+        assert execute(dsn, "SELECT 1") == [(1,)]
+    finally:
+        server.stop()
+    assert not (server.pgdata / "postmaster.pid").exists(), "the last user's stop() left it running"
+
+
 def test_cli_migrate_on_embedded_database_is_remembered_and_stops_it(data_dir: Path) -> None:
     first = run_cli("--data-dir", str(data_dir), "migrate")
     assert (first.returncode, first.stdout) == (

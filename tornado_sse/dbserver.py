@@ -93,9 +93,14 @@ class EmbeddedPostgres:
         """Stop the server; the data stays for the next start."""
         if self._server is not None:
             # cleanup() honours cleanup_mode="stop": it stops, it does not delete.
+            # The package stops the server only when the last process using
+            # it lets go (``run.py psql`` beside a running ``run.py``).
             self._server.cleanup()
             self._server = None
-            log.info("embedded PostgreSQL stopped")
+            if (self.pgdata / "postmaster.pid").exists():
+                log.info("embedded PostgreSQL left running: another process still uses it")
+            else:
+                log.info("embedded PostgreSQL stopped")
 
 
 def check_connection(dsn: str, timeout: float = 5.0) -> None:
