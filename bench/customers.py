@@ -24,10 +24,8 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,6 +38,8 @@ from psycopg import conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from harness import start_run_py  # noqa: E402
 
 from tornado_sse.auth import issue_token  # noqa: E402
 from tornado_sse.migrate import migrate  # noqa: E402
@@ -136,20 +136,6 @@ def load(dsn: str, customers: int, appointments: int) -> dict[str, object]:
             "trigram index": bool(trgm and trgm[0]), "postgres": version[0] if version else "?"}
 
 
-def start_server(dsn: str, workdir: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--dsn", dsn, "--port", "0",
-                             "--jwt-secret", SECRET, "--data-dir", str(workdir), "--log-level", "warning"],
-                            cwd=workdir, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = ""
-    while "listening on" not in line:
-        if proc.poll() is not None:
-            raise SystemExit(f"server did not start: {line!r}")
-        line = proc.stderr.readline()
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return proc, int(line.rsplit(":", 1)[1])
-
-
 def queries(n: int, rng: random.Random) -> list[tuple[str, str]]:
     """(kind, q): a mix of what a desk types."""
     out: list[tuple[str, str]] = []
@@ -225,7 +211,7 @@ def main() -> int:
         facts = load(dsn, args.customers, args.appointments)
         print(f"loaded {args.customers:,} customers, {args.appointments:,} appointments over {STAFF} staff "
               f"in {time.monotonic() - t0:.1f} s; {facts}")
-        proc, port = start_server(dsn, workdir)
+        proc, port = start_run_py(dsn, workdir, SECRET)
 
         def stop() -> None:
             proc.terminate()

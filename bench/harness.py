@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,20 @@ def snapshot_source(workdir: Path) -> tuple[Path, dict[str, Any]]:
     except (OSError, subprocess.SubprocessError):
         pass
     return src, info
+
+
+def start_run_py(dsn: str, workdir: Path, secret: str, *options: str) -> tuple[subprocess.Popen[str], int]:
+    """``run.py`` on ``dsn`` at a port of its choosing, its log drained in
+    the background (a full stderr pipe would stall it); (process, port)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--dsn", dsn, "--port", "0",
+                             "--jwt-secret", secret, "--data-dir", str(workdir), "--log-level", "warning",
+                             *options],
+                            cwd=workdir, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = ""
+    while "listening on" not in line:
+        if proc.poll() is not None:
+            raise SystemExit(f"server did not start: {line!r}")
+        line = proc.stderr.readline()
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return proc, int(line.rsplit(":", 1)[1])

@@ -24,10 +24,8 @@ import argparse
 import asyncio
 import os
 import resource
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -37,6 +35,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_SITE = ROOT / "deploy" / "nginx" / "tornado_sse.conf"
 sys.path.insert(0, str(ROOT))
+
+from harness import start_run_py  # noqa: E402
 
 from tornado_sse.auth import issue_token  # noqa: E402
 
@@ -60,23 +60,6 @@ def pg_connections(dsn: str) -> dict[str, int]:
                             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                             " GROUP BY 1 ORDER BY 1").fetchall()
     return {name or "(none)": int(n) for name, n in rows}
-
-
-def start_server(dsn: str, workdir: Path, pool_size: int) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--dsn", dsn, "--port", "0",
-                             "--jwt-secret", SECRET, "--data-dir", str(workdir),
-                             "--pool-size", str(pool_size), "--log-level", "warning",
-                             # every stream on one token, opened as fast as possible
-                             "--max-streams-per-token", "0", "--max-connects-per-second", "0"],
-                            cwd=workdir, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = ""
-    while "listening on" not in line:
-        if proc.poll() is not None:
-            raise SystemExit(f"server did not start: {line!r}")
-        line = proc.stderr.readline()
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return proc, int(line.rsplit(":", 1)[1])
 
 
 async def open_streams(port: int, n: int, token: str) -> list[asyncio.StreamWriter]:
@@ -126,7 +109,9 @@ def nginx_worker(master: int) -> int:
 
 
 async def measure(args: argparse.Namespace, dsn: str, workdir: Path, stack: ExitStack) -> None:
-    proc, port = start_server(dsn, workdir, args.pool_size)
+    proc, port = start_run_py(dsn, workdir, SECRET, "--pool-size", str(args.pool_size),
+                              # every stream on one token, opened as fast as possible
+                              "--max-streams-per-token", "0", "--max-connects-per-second", "0")
 
     def stop() -> None:
         proc.terminate()
