@@ -450,12 +450,7 @@ class UnavailableHandler(BaseHandler):
                          "closed": closed})
 
     def _time(self, name: str, errors: dict[str, str]) -> dt.datetime | None:
-        raw = self.get_query_argument(name, None)
-        if raw is None or raw == "":
+        value = _time_arg(self, name, errors)
+        if value is None and name not in errors:
             errors[name] = f"{name} is required."
-            return None
-        try:
-            return parse_time(raw)
-        except Invalid as exc:
-            errors[name] = f"{name} {exc}."
-            return None
+        return value
