@@ -84,12 +84,12 @@ class SSEStream:
     # every equal stream (Hub.shared_filter).
     __slots__ = ("_backlog", "_drained", "_every", "_fd", "_heartbeat", "_host", "_pending", "_remaining",
                  "_unsent", "bytes_sent", "cursor", "deadline", "deadline_reason", "encoding", "ended",
-                 "events_sent", "filter", "last_write", "opened", "path", "request_id", "request_line", "role",
+                 "events_sent", "filter", "last_write", "opened", "request_id", "request_line", "role",
                  "route", "started", "started_wall", "token_key", "traceparent")
 
     def __init__(self, fd: int, host: Ticker, *, route: str, role: str, token_key: str, request_line: str,
                  started_wall: float, filter: Filter, chunked: bool, cursor: int, max_events: int = 0,
-                 request_id: str = "", path: str = "", traceparent: str | None = None,
+                 request_id: str = "", traceparent: str | None = None,
                  heartbeat: float = 0.0, deadline: float | None = None,
                  deadline_reason: str = END_TIMEOUT) -> None:
         self.filter = host.hub.shared_filter(filter)
@@ -105,8 +105,6 @@ class SSEStream:
         self.request_line = request_line
         #: The request's id (X-Request-Id, echoed), for the log's fields.
         self.request_id = request_id
-        #: The request's path: the route as the access log names it (SSE routes take no path parameters).
-        self.path = path
         #: The caller's W3C trace context, kept only while tracing is on.
         self.traceparent = traceparent
         self.started_wall = started_wall
@@ -384,18 +382,20 @@ class Ticker:
             route=stream.route, role=stream.role, reason=reason, duration_ms=round(1000 * duration, 1),
             events=stream.events_sent, bytes=stream.bytes_sent, request_id=stream.request_id or None))
         # The one access-log line of the request, as app.access_logger writes
-        # it; method, target and address are cut out of the request line once
-        # here rather than kept as slots of every idle stream.
+        # it; method, target, path (the route: SSE routes take no path
+        # parameters) and address are cut out of the request line once here
+        # rather than kept as slots of every idle stream.
         method, _, rest = stream.request_line.partition(" ")
         target, _, address = rest.rpartition(" (")
+        path = target.partition("?")[0]
         access_log.info("%d %s", 200, stream.request_line, extra=fields(
-            route=stream.path or None, method=method, target=target, status=200,
+            route=path or None, method=method, target=target, status=200,
             duration_ms=round(1000.0 * (time.time() - stream.started_wall), 1),
             bytes=stream.bytes_sent, events=stream.events_sent, reason=reason,
             remote_ip=address.rstrip(")") or None, request_id=stream.request_id or None))
         if self.tracing is not None and self.tracing.enabled:
             self.tracing.request(
-                method=method, path=stream.path, route=stream.path or None, status=200,
+                method=method, path=path, route=path or None, status=200,
                 duration=time.time() - stream.started_wall,
                 headers={"traceparent": stream.traceparent} if stream.traceparent else {},
                 attributes={"request_id": stream.request_id or None, "events": stream.events_sent,

@@ -108,7 +108,7 @@ class SSEHandler(BaseHandler):
         stream = self.stream = SSEStream(
             fd, ctx.ticker, route=self.route, role=principal.role, token_key=principal.token_key,
             request_line=f"{request.method} {redact_uri(request.uri or '')} ({request.remote_ip})",
-            request_id=request_id(request), path=request.path,
+            request_id=request_id(request),
             traceparent=request.headers.get("traceparent") if ctx.tracing.enabled else None,
             started_wall=time.time() - request.request_time(),
             filter=query.filter, chunked=request.version == "HTTP/1.1",
