@@ -228,6 +228,45 @@ async def test_a_page_whose_cursor_expired_while_offline_reloads_its_snapshot(ch
     assert await tab.appointments() == rows_in(db, await tab.week())
 
 
+@pytest.mark.gen_test(timeout=40)
+async def test_the_calendar_follows_the_week_it_shows_on_one_stream_and_filters_without_loading(
+        chromium, make_server, db):
+    """The page keeps its rows with follow() (client.js): navigating loads the
+    new week's snapshot while the one stream goes on, a row moved into the
+    shown week from a week never loaded arrives, a change to a week not
+    shown is still news in the activity list, and choosing a staff member
+    redraws from the rows held, with no new snapshot."""
+    server = await make_server()
+    tab = await (await chromium.session()).open(calendar_url(server))
+    week_start, _ = await tab.week()
+    here = book(db, week_start, 1, 10)
+    there = book(db, week_start + 7 * DAY, 2, 10, staff_ids=[7])
+    later = book(db, week_start + 21 * DAY, 3, 11)
+    await tab.wait_caught_up(newest_event(db))
+    assert await tab.ids() == [here]
+    snapshots: list[str] = []
+    tab.page.on("request", lambda r: snapshots.append(r.url) if "/api/appointments?" in r.url else None)
+
+    await tab.page.evaluate("() => window.tsse.calendar.next()")
+    await within(5, "next week's rows", lambda: _same(tab, db))
+    assert await tab.ids() == [there] and len(snapshots) == 1
+    execute(db, "UPDATE appointments SET start_at = start_at - interval '14 days',"
+                " end_at = end_at - interval '14 days' WHERE id = %s", (later,))
+    await tab.wait_shown(later)
+    execute(db, "UPDATE appointments SET status = 'paid' WHERE id = %s", (here,))
+    await tab.wait_caught_up(newest_event(db))
+    assert await tab.ids() == [there, later]
+    # Not held (another week): the line says what the row is now.
+    assert any("updated: now paid, " in line for line in await tab.call("activity")), await tab.call("activity")
+
+    await tab.page.select_option("#staff-filter", "7")
+    await within(5, "staff 7's card only", lambda: _shows(tab, {there}))
+    assert len(snapshots) == 1
+    # One stream all along: every event applied once, in order, no reset.
+    assert await tab.applied() == event_ids(db, after=0)
+    assert await tab.call("resets") == 0
+
+
 async def _shows(tab: CalendarPage, ids: set[int]) -> bool:
     return await tab.shown_ids() == ids
 

@@ -7,7 +7,7 @@ declare const FullCalendar: any;
 
 interface Window {
   /** client.js, made global by tornado-sse-global.js; typed by the npm package's types. */
-  TornadoSSE: Pick<typeof import("../clients/js/index"), "subscribe" | "follow">;
+  TornadoSSE: Pick<typeof import("../clients/js/index"), "subscribe" | "follow" | "SnapshotError">;
   /** calendar.js: the page's surface for browser tests and support. */
   tsse: any;
 }

@@ -116,35 +116,67 @@ export interface FollowRange extends Omit<SubscribeOptions, 'topics' | 'since'> 
   end?: number | string | Date;
 }
 
+/**
+ * What changed. `old` is the row before the event (null: it was not in the
+ * set); a 'delete' is a row that left the set: deleted, trashed, or moved
+ * out of the range or the filters (`event.payload` says where to).
+ */
 export type Change<R extends Row = Row> =
-  | {type: 'snapshot'; lastEventId: number}
-  | {type: 'insert' | 'update'; id: number; row: R; event: SseEvent<R>}
-  | {type: 'delete'; id: number; row: null; event: SseEvent<R>};
+  | {type: 'snapshot'; resource: Resource; lastEventId: number}
+  | {type: 'insert' | 'update'; resource: Resource; id: number; row: R; old: R | null; event: SseEvent<R>}
+  | {type: 'delete'; resource: Resource; id: number; row: null; old: R | null; event: SseEvent<R>};
+
+/** A snapshot failed for a while (network, 5xx, 429) and is tried again in `delayMs`. */
+export interface Retry {
+  resource: Resource;
+  error: unknown;
+  delayMs: number;
+  attempt: number;
+}
 
 export interface FollowHandlers<R extends Row = Row> {
-  /** After the snapshot loads (or reloads after a reset) and after each event that changed a row. */
+  /** After a snapshot loads (first, after a new range, after a reset) and after each event that changed a row. */
   onChange?: (rows: ReadonlyMap<number, R>, change: Change<R>) => void;
-  /** Every event of the resource, before it is applied. */
-  onEvent?: (event: SseEvent<R>) => void;
+  /**
+   * Every event of the followed resources, before it is applied. `fresh`:
+   * newer than what the rows reflect (false for an event a snapshot already holds).
+   */
+  onEvent?: (event: SseEvent<R>, fresh: boolean) => void;
   onStatus?: (status: Status) => void;
-  /** A snapshot refused for good (4xx: `SnapshotError`); network errors and 5xx are retried. */
+  /** The stream could not replay the gap; the snapshots reload (the rows stay until they arrive). */
+  onReset?: (lastId: number) => void;
+  onRetry?: (retry: Retry) => void;
+  /** A snapshot refused for good (4xx but 429: `SnapshotError`); network errors, 5xx and 429 are retried. */
   onError?: (error: unknown) => void;
 }
 
 export interface Following<R extends Row = Row> {
-  /** The rows in range by id, kept current. */
+  /** The rows in range by id, kept current (the first resource's, when following several). */
   readonly rows: ReadonlyMap<number, R>;
-  /** Settles once the snapshot is loaded and the stream is subscribed (rejects with a SnapshotError). */
+  /** One followed resource's rows. */
+  of(resource: 'appointments'): ReadonlyMap<number, AppointmentRow>;
+  of(resource: Resource): ReadonlyMap<number, Row>;
+  /** Settles once the snapshots are loaded and the stream is subscribed (rejects with a SnapshotError). */
   readonly ready: Promise<void>;
+  /**
+   * Follow appointments in another range (navigating): its snapshot loads
+   * while the stream goes on; rows outside it leave when it arrives.
+   */
+  setRange(range: Pick<FollowRange, 'start' | 'end'>): Promise<void>;
+  /** Whether this tab holds the connection that the browser's other tabs share. */
+  readonly leader: boolean;
   readonly status: Status | null;
   readonly lastEventId: number | null;
   close(): void;
 }
 
-/** Load the snapshot of `resource` in `range`, then keep it current from its `last_event_id`. */
+/**
+ * Load the snapshot of `resource` (appointments: in `range`), then keep it
+ * current from its `last_event_id`; several resources share one stream.
+ */
 export function follow(resource: 'appointments', range: FollowRange,
   handlers?: FollowHandlers<AppointmentRow>): Following<AppointmentRow>;
-export function follow(resource: 'availabilities', range: FollowRange,
+export function follow(resource: Resource | readonly Resource[], range: FollowRange,
   handlers?: FollowHandlers<Row>): Following<Row>;
 
 /** A snapshot's HTTP error (SPEC §4 body in `body`). */
@@ -152,4 +184,6 @@ export class SnapshotError extends Error {
   constructor(status: number, message: string, body: unknown);
   readonly status: number;
   readonly body: unknown;
+  /** Seconds the server asked to wait (Retry-After of a 429 or 503), else 0. */
+  readonly retryAfter: number;
 }

@@ -1,7 +1,8 @@
 // @ts-check
 /*
- * The admin calendar: FullCalendar 7 fed by a snapshot of the visible range,
- * then kept current by the event stream (TornadoSSE, client.js). Names come
+ * The admin calendar: FullCalendar 7 fed by TornadoSSE.follow() (client.js):
+ * snapshots of the visible range's appointments and of the availability
+ * rules, then one stream that keeps both current. Names come
  * from the directory (directory.js); admins book and act through the write
  * API (booking.js, through writes.js: versioned, conflict-aware), whose
  * results arrive through the stream like anyone else's; live changes flash
@@ -9,12 +10,12 @@
  * (staffday.js) draws from the same store, and both views shade the time
  * the availability rules close (GET /api/unavailable).
  *
- * Consistency rule: every row carries the id of the newest event it
- * reflects (a snapshot's rows: its last_event_id), and a change applies only
- * if it is newer. Snapshots and the stream race each other (navigating,
- * filtering and resets all load snapshots while events flow), so applying
- * "upsert by id, newest wins" makes every order of arrival end in the same
- * calendar, and re-applying an event is harmless.
+ * Consistency is follow()'s: every row carries the id of the newest event
+ * it reflects (a snapshot's rows: its last_event_id), and a change applies
+ * only if it is newer. Snapshots and the stream race each other (navigating
+ * and resets load snapshots while events flow), so "upsert by id, newest
+ * wins" makes every order of arrival end in the same calendar. The filters
+ * (staff, service) only choose what is drawn: the rows are the whole range.
  *
  * The page sets <body data-status> to 'loading', 'error', or a TornadoSSE
  * status, and <body data-last-event-id>, and marks each appointment's
@@ -88,46 +89,14 @@
     }
   }
 
-  // Rows by id, each with the event id it reflects; deleted rows leave a
-  // tombstone version so that an older snapshot cannot bring them back.
-  class VersionedStore {
-    constructor() {
-      this.clear();
-    }
-
-    clear() {
-      this.rows = new Map();
-      this.versions = new Map();
-    }
-
-    // row null: deleted. Returns whether anything changed.
-    apply(id, version, row) {
-      if ((this.versions.get(id) ?? -1) >= version) return false;
-      this.versions.set(id, version);
-      const old = this.rows.get(id);
-      if (row === null) return this.rows.delete(id);
-      // Keep the old object when nothing changed: rendering compares by identity.
-      if (old && JSON.stringify(old) === JSON.stringify(row)) return false;
-      this.rows.set(id, row);
-      return true;
-    }
-
-    // A snapshot is the whole truth, as of `version`, about the rows that
-    // `covers` accepts: those it does not list are gone.
-    load(rows, version, covers) {
-      const listed = new Set();
-      for (const row of rows) {
-        listed.add(row.id);
-        this.apply(row.id, version, row);
-      }
-      for (const [id, row] of [...this.rows]) {
-        if (!listed.has(id) && covers(row)) this.apply(id, version, null);
-      }
-    }
-  }
-
-  const appointments = new VersionedStore();
-  const availabilities = new VersionedStore();
+  // The rows follow() keeps (client.js), by id: the visible range's
+  // appointments and every availability rule; empty until it starts.
+  /** @type {any} */
+  let feed = null;
+  let started = false; // the first snapshots are in and the stream is subscribed
+  const NONE = new Map();
+  const appointments = {get rows() { return feed ? feed.of('appointments') : NONE; }};
+  const availabilities = {get rows() { return feed ? feed.of('availabilities') : NONE; }};
   const filter = {staffId: null, productId: null};
   const renderedAppointments = new Map(); // calendar event id -> row as rendered
   let renderedAvailabilityIds = [];
@@ -135,7 +104,6 @@
   let renderQueued = false;
   let me = null;
   let calendar = null;
-  let subscription = null;
   let status = 'loading';
   let lastEventId = null;
   let lastEventAt = null; // Date.now() when the newest event arrived
@@ -264,59 +232,70 @@
   const loads = new Map(); // kind -> generation of its newest load
   const failing = new Set(); // kinds whose last attempt failed
 
-  // Snapshots must arrive: a calendar left empty or stale by a server
-  // restart or a database outage (503) looks like one with no bookings.
-  // Network failures and 5xx are retried with backoff; a newer load of the
-  // same kind (navigating, filtering, a reset) takes over from an older
-  // one's retries, which then return null. Other errors are thrown.
+  /** A load failed and is tried again in `wait` ms: say so. @param {string} kind @param {string} why @param {number} wait */
+  function retryNotice(kind, why, wait) {
+    failing.add(kind);
+    showNotice([`The calendar could not load the appointments: ${why}`
+      + ` Trying again in ${Math.max(1, Math.round(wait / 1000))} s…`], 'retry');
+  }
+
+  /** @param {string} kind */
+  function loadedAgain(kind) {
+    failing.delete(kind);
+    if (failing.size === 0 && els.notice.dataset.kind === 'retry') hideNotice();
+  }
+
+  // What else the page loads must arrive too (the rows: follow() retries
+  // them): network failures and 5xx are retried with backoff; a newer load
+  // of the same kind takes over from an older one's retries, which then
+  // return null. Other errors are thrown.
   async function retrying(kind, load) {
     const generation = (loads.get(kind) || 0) + 1;
     loads.set(kind, generation);
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await load();
-        failing.delete(kind);
-        if (failing.size === 0 && els.notice.dataset.kind === 'retry') hideNotice();
+        loadedAgain(kind);
         return result;
       } catch (err) {
         if (err.status !== 0 && err.status < 500) throw err;
         if (loads.get(kind) !== generation) return null;
-        failing.add(kind);
         const wait = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** attempt);
-        showNotice([`The calendar could not load the appointments: ${err.message}`
-          + ` Trying again in ${Math.round(wait / 1000)} s…`], 'retry');
+        retryNotice(kind, err.message, wait);
         await new Promise((resolve) => setTimeout(resolve, wait));
         if (loads.get(kind) !== generation) return null;
       }
     }
   }
 
-  const snapshots = () => Promise.all([
-    retrying('appointments', loadAppointments), retrying('availabilities', loadAvailabilities)]);
-
   const toEpoch = (date) => Math.floor(date.getTime() / 1000);
 
-  async function loadAppointments() {
-    const {activeStart, activeEnd} = calendar.view;
-    const start = toEpoch(activeStart);
-    const end = toEpoch(activeEnd);
-    const params = new URLSearchParams({start: String(start), end: String(end)});
-    const snapshotFilter = {...filter};
-    if (snapshotFilter.staffId != null) params.set('staff_id', snapshotFilter.staffId);
-    if (snapshotFilter.productId != null) params.set('product_id', snapshotFilter.productId);
-    const data = await api('GET', '/api/appointments?' + params);
-    appointments.load(data.appointments, data.last_event_id,
-      (a) => a.start < end && a.end > start && matches(a, snapshotFilter));
+  // --- the rows (follow()) ---------------------------------------------------
+
+  /** A snapshot arrived (first, navigating, after a reset), or an event changed a row. @param {any} rows @param {any} change */
+  function onRows(rows, change) {
+    if (change.type === 'snapshot') loadedAgain(change.resource);
+    if (change.resource === 'availabilities') availabilitiesDirty = true;
     scheduleRender();
-    return data.last_event_id;
   }
 
-  async function loadAvailabilities() {
-    const data = await api('GET', '/api/availabilities');
-    availabilities.load(data.availabilities, data.last_event_id, () => true);
-    availabilitiesDirty = true;
-    scheduleRender();
-    return data.last_event_id;
+  /** follow() retries a snapshot: a server restarting, a database outage (503). @param {any} retry */
+  function onRowsRetry(retry) {
+    const err = retry.error;
+    const why = err instanceof TornadoSSE.SnapshotError ? err.message : `${UNREACHABLE} the calendar keeps trying.`;
+    retryNotice(retry.resource, why, retry.delayMs);
+  }
+
+  /**
+   * Navigating: the new range's rows (the stream goes on). Settles when
+   * they are in (asked twice for one range, follow() loads it once).
+   * @returns {Promise<void>}
+   */
+  function followView() {
+    const {activeStart, activeEnd} = calendar.view;
+    return feed.setRange({start: activeStart, end: activeEnd}).catch((/** @type {any} */ err) => {
+      if (started) showError(err);
+    });
   }
 
   /*
@@ -353,51 +332,43 @@
     closedTimer = setTimeout(() => retrying('closed', loadClosed).catch(showError), 150);
   }
 
-  // The stream could not replay everything since our cursor: what we hold
-  // may miss changes anywhere, so start over from fresh snapshots.
-  async function reload(resetId) {
+  // The stream could not replay everything since our cursor: follow()
+  // reloads the rows; names and closed time may have changed as much.
+  function onReset(resetId) {
     resets++;
-    appointments.clear();
-    availabilities.clear();
     noteEvent(resetId);
-    try {
-      await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
-      reloadClosed();
-    } catch (err) {
-      showError(err);
-    }
+    retrying('directory', loadDirectory).catch(showError);
+    reloadClosed();
   }
 
   // --- the stream ---------------------------------------------------------
 
-  function applyEvent(event) {
+  /**
+   * Every event, before follow() applies it; `fresh`: newer than what the
+   * rows reflect, so news to this page (the activity list, the flash, the
+   * closed time), whether or not the row is in the visible range.
+   * @param {any} event @param {boolean} fresh
+   */
+  function applyEvent(event, fresh) {
     const [resource, action] = event.topic.split('.');
-    const row = action === 'deleted' ? null : event.payload;
     const own = ownEventIds.has(event.id);
-    // Trashed and cancelled rows stay in the store: status decides how they show.
-    if (resource === 'appointment') {
-      const old = appointments.rows.get(event.resource_id);
-      if (appointments.apply(event.resource_id, event.id, row)) {
-        lastChanges.set(event.resource_id, {id: event.id, ts: event.ts, actor: event.actor,
-          version: row && row.version != null ? row.version : null});
-        recentEvents.set(event.id, event.resource_id);
-        if (recentEvents.size > OWN_LOG_SIZE) recentEvents.delete(recentEvents.keys().next().value);
-        noticeChange(event, action, old, row, own);
-      }
-    } else if (resource === 'availability') {
-      const old = availabilities.rows.get(event.resource_id);
-      if (availabilities.apply(event.resource_id, event.id, row)) {
-        reloadClosed();
-        const rule = row || old;
-        activity.note(event, `availability rule “${(rule && rule.title) || 'untitled'}” ${action}`
-          + byWhom(event), own);
-      }
+    if (fresh && resource === 'appointment') {
+      const row = action === 'deleted' ? null : event.payload;
+      lastChanges.set(event.resource_id, {id: event.id, ts: event.ts, actor: event.actor,
+        version: row && row.version != null ? row.version : null});
+      recentEvents.set(event.id, event.resource_id);
+      if (recentEvents.size > OWN_LOG_SIZE) recentEvents.delete(recentEvents.keys().next().value);
+      noticeChange(event, action, appointments.rows.get(event.resource_id), row, own);
+    } else if (fresh && resource === 'availability') {
+      reloadClosed();
+      const rule = action === 'deleted' ? availabilities.rows.get(event.resource_id) : event.payload;
+      activity.note(event, `availability rule “${(rule && rule.title) || 'untitled'}” ${action}`
+        + byWhom(event), own);
     }
     applied.push(event.id);
     if (applied.length > APPLIED_LOG_SIZE) applied.shift();
     noteEvent(event.id);
     lastEventAt = Date.now();
-    scheduleRender();
   }
 
   /** A write's answer named its event: the change is this page's own. @param {number} eventId */
@@ -468,6 +439,10 @@
       parts.push(`moved to ${when(row)}`);
     } else if (action === 'cancelled') {
       parts.push('cancelled');
+    } else if (row) {
+      // A row of a week not shown: what it was is not held, so say what it is.
+      parts.push(`updated: now ${(STATUS_TEXT[row.status] || row.status).toLowerCase()},`
+        + ` ${weekdayTime.format(row.start * 1000)}`);
     }
     if (parts.length === 0) parts.push('updated');
     activity.note(event, `${who} ${parts.join(', ')}${byWhom(event)}`, own);
@@ -688,8 +663,7 @@
     filter.staffId = els.staff.value === '' ? null : Number(els.staff.value);
     filter.productId = els.product.value === '' ? null : Number(els.product.value);
     availabilitiesDirty = true;
-    scheduleRender();
-    retrying('appointments', loadAppointments).catch(showError);
+    scheduleRender(); // the rows are the whole range: the filters choose what is drawn
     reloadClosed(); // a product's rules apply with its filter
   }
 
@@ -767,7 +741,7 @@
   }
 
   // "Now": today, scrolled to the current hour, in whichever view is shown.
-  function goToNow() {
+  async function goToNow() {
     const now = new Date();
     if (staffDay.open) {
       goToStaffDay(now);
@@ -776,6 +750,7 @@
       calendar.today();
       calendar.scrollToTime(scrollTarget(now));
     }
+    if (feed) await followView(); // from another week, today's rows are on their way
     // The keyboard lands on the next appointment of today, not 60 Tab stops before it.
     const next = dayRows(now).filter((a) => matches(a) && a.end * 1000 > now.getTime())
       .sort((x, y) => x.start - y.start)[0];
@@ -1084,7 +1059,7 @@
     let text = STATUS_LABELS[status] || status;
     // An ended session gets nothing more: its label says it all.
     if (!ended && lastEventAt != null) text += ` · last change ${age(Date.now() - lastEventAt)} ago`;
-    else if (!ended && subscription) text += ' · no changes yet';
+    else if (!ended && started) text += ' · no changes yet';
     els.badge.textContent = text;
     els.badge.dataset.status = status;
   }
@@ -1247,8 +1222,8 @@
       height: '100%',
       // Navigating needs the new range's rows; the first range loads in start().
       datesSet: () => {
-        if (!subscription) return;
-        retrying('appointments', loadAppointments).catch(showError);
+        if (!feed) return;
+        followView();
         reloadClosed();
       },
     });
@@ -1288,10 +1263,18 @@
     customerCard = TsseCustomers.createCard({api, directory, container: $('details-customer')});
     createCalendar();
     applyWritable();
-    let since;
+    // ?transport=poll forces long-polling (for tests, and behind a proxy
+    // the automatic detection misses).
+    const transport = /** @type {any} */ (new URLSearchParams(location.search).get('transport') || 'auto');
+    const {activeStart, activeEnd} = calendar.view;
+    feed = TornadoSSE.follow(['appointments', 'availabilities'], {start: activeStart, end: activeEnd, transport}, {
+      onChange: onRows, onEvent: applyEvent, onStatus: setStatus, onReset, onRetry: onRowsRetry,
+      // Before the start, fail() says it.
+      onError: (/** @type {any} */ err) => { if (started) showError(err); },
+    });
     try {
-      const [ids] = await Promise.all([snapshots(), retrying('directory', loadDirectory)]);
-      since = Math.min(...ids);
+      await Promise.all([feed.ready, retrying('directory', loadDirectory)]);
+      started = true;
       // Needs the directory's staff. Not fatal: a calendar without shading still works.
       await retrying('closed', loadClosed).catch(showError);
       els.who.textContent = me.role === 'staff' ? directory.staffName(me.staff_id) : 'Admin';
@@ -1299,13 +1282,7 @@
       fail(err);
       return;
     }
-    noteEvent(since);
-    // ?transport=poll forces long-polling (for tests, and behind a proxy
-    // the automatic detection misses).
-    const transport = /** @type {any} */ (new URLSearchParams(location.search).get('transport') || 'auto');
-    subscription = TornadoSSE.subscribe(
-      {topics: ['appointment.*', 'availability.*'], since, transport},
-      applyEvent, {onStatus: setStatus, onReset: reload});
+    if (lastEventId == null) noteEvent(feed.lastEventId);
     updateBadge();
   }
 
@@ -1365,7 +1342,7 @@
     // Event ids this page's own writes produced (their answers' Event-Id).
     ownEventIds: () => [...ownEventIds],
     // Whether this tab holds the browser's shared stream (client.js).
-    leader: () => (subscription ? subscription.leader : null),
+    leader: () => (started ? feed.leader : null),
     status: () => status,
     // The keyboard's free slot (epoch s), or null.
     slotCursor: () => slotCursor,

@@ -98,10 +98,16 @@
  *            readonly lastEventId: number | null, close: () => void}} Subscription
  * @typedef {any} Row  the public types say which columns
  * @typedef {SubscribeOptions & {start?: number | string | Date, end?: number | string | Date}} FollowRange
- * @typedef {{onChange?: (rows: Map<number, Row>, change: any) => void, onEvent?: (event: SseEvent) => void,
- *            onStatus?: (status: Status) => void, onError?: (error: unknown) => void}} FollowHandlers
- * @typedef {{rows: Map<number, Row>, ready: Promise<void>, readonly status: Status | null,
- *            readonly lastEventId: number | null, close: () => void}} Following
+ * @typedef {'appointments' | 'availabilities'} Resource
+ * @typedef {{resource: string, error: unknown, delayMs: number, attempt: number}} Retry
+ * @typedef {{onChange?: (rows: Map<number, Row>, change: any) => void,
+ *            onEvent?: (event: SseEvent, fresh: boolean) => void,
+ *            onStatus?: (status: Status) => void, onReset?: (lastId: number) => void,
+ *            onRetry?: (retry: Retry) => void, onError?: (error: unknown) => void}} FollowHandlers
+ * @typedef {{rows: Map<number, Row>, of: (resource: Resource) => Map<number, Row>, ready: Promise<void>,
+ *            setRange: (range: FollowRange) => Promise<void>, readonly leader: boolean,
+ *            readonly status: Status | null, readonly lastEventId: number | null,
+ *            close: () => void}} Following
  * @typedef {{topics: string[], since: number | null, staffId: number | null,
  *            productId: number | null, base: URL, crossOrigin: boolean, transport: string,
  *            shared: boolean, heartbeat: number, token: string | null,
@@ -887,9 +893,12 @@ export class SnapshotError extends Error {
     this.name = 'SnapshotError';
     this.status = status;
     this.body = body;
+    /** Seconds the server asked to wait (Retry-After of a 429 or 503), else 0. */
+    this.retryAfter = 0;
   }
 }
 
+/** @type {Record<string, {topic: string, key: string}>} */
 const RESOURCES = {
   appointments: {topic: 'appointment', key: 'appointments'},
   availabilities: {topic: 'availability', key: 'availabilities'},
@@ -897,145 +906,256 @@ const RESOURCES = {
 
 /**
  * Snapshot then live (SPEC §5), so that no app rewrites it: load the rows
- * of `resource` in `range` and their `last_event_id`, subscribe from that
- * id, and apply created/updated/deleted events to a keyed row set. Each
- * row remembers the event id it reflects and a change applies only when
- * newer, so a snapshot reloaded after a reset and the events that race it
- * end in the same rows in any order. An appointment that leaves the range
- * or the filters (or is trashed) leaves the set; one that enters it joins.
+ * of each resource (the appointments in `range`) and their `last_event_id`,
+ * subscribe once from the oldest of those ids, and apply created/updated/
+ * deleted events to keyed row sets. Several resources share one
+ * subscription (so one stream per browser, not one per resource).
  *
- * @param {'appointments' | 'availabilities'} resource
+ * Consistency: each row remembers the event id it reflects, and each
+ * resource the id its newest snapshot reflects (its floor); a change
+ * applies only when newer than both, so snapshots reloaded (a new range, a
+ * reset) and the events that race them end in the same rows in any order,
+ * and an event a snapshot already holds is not news. An appointment that
+ * leaves the range or the filters (or is trashed) leaves the set; one that
+ * enters it joins. A row whose content did not change keeps its object, so
+ * a view that compares by identity redraws nothing.
+ *
+ * @param {Resource | readonly Resource[]} resources
  * @param {FollowRange} range
  * @param {FollowHandlers} [handlers]
  * @returns {Following}
  */
-export function follow(resource, range, handlers = {}) {
-  const kind = RESOURCES[resource];
-  if (!kind) throw new TypeError(`tornado-sse: follow() takes 'appointments' or 'availabilities', not ${resource}`);
-  const opts = normalize({...range, topics: [kind.topic + '.*'], since: null});
+export function follow(resources, range, handlers = {}) {
+  const names = typeof resources === 'string' ? [resources] : [...resources];
+  for (const name of names) {
+    if (!RESOURCES[name]) {
+      throw new TypeError(`tornado-sse: follow() takes 'appointments' or 'availabilities', not ${name}`);
+    }
+  }
+  if (names.length === 0 || new Set(names).size !== names.length) {
+    throw new TypeError('tornado-sse: follow() takes each resource once, at least one');
+  }
+  const topics = names.map((name) => RESOURCES[name].topic + '.*');
+  const opts = normalize({...range, topics, since: null});
   const staffId = opts.staffId;
+  const productId = opts.productId;
+  const hasAppointments = names.includes('appointments');
+  /** @param {FollowRange} r @returns {{start: number, end: number}} */
+  const spanOf = (r) => ({start: epoch(r.start ?? Date.now() - 864e5), end: epoch(r.end ?? Date.now() + 7 * 864e5)});
+  // The appointments' range; while a new one loads, rows of either count
+  // (an event that moves a row into the new range must not be dropped
+  // before the new snapshot arrives).
+  let span = spanOf(range);
+  /** @type {{start: number, end: number} | null} */
+  let nextSpan = null;
   // A staff token sees only its own appointments (SPEC §4), and the event
   // that moves one away reaches it too: with this, that row leaves the set.
   /** @type {number | null} */
   let ownStaffId = null;
-  let scoped = false; // whether ownStaffId is known (api/me answered)
-  const productId = opts.productId;
-  const span = resource === 'appointments'
-    ? {start: epoch(range.start ?? Date.now() - 864e5), end: epoch(range.end ?? Date.now() + 7 * 864e5)}
-    : null;
-  /** @type {Map<number, Row>} */
-  const rows = new Map();
-  /** @type {Map<number, number>} row id -> event id it reflects (kept after deletion) */
-  const versions = new Map();
+  let scoped = !hasAppointments; // whether ownStaffId is known (api/me answered)
+  /** @type {Record<string, Map<number, Row>>} */
+  const sets = {};
+  /** @type {Record<string, Map<number, number>>} row id -> event id it reflects (kept after deletion) */
+  const versions = {};
+  /** @type {Record<string, number>} the event id each resource's newest snapshot reflects */
+  const floors = {};
+  /** @type {Record<string, number>} generation of each resource's newest snapshot load */
+  const loads = {};
+  for (const name of names) {
+    sets[name] = new Map();
+    versions[name] = new Map();
+    floors[name] = -1;
+    loads[name] = 0;
+  }
+  /** @type {Promise<void> | null} the load of nextSpan */
+  let rangeLoad = null;
   /** @type {Subscription | null} */
   let subscription = null;
   let closed = false;
-  let loads = 0; // generation of the newest snapshot load
   const abort = new AbortController();
 
-  /** @param {Row} row @returns {boolean} whether this set holds it */
-  function covers(row) {
-    if (!span) return true;
-    if (row.status === 'trash' || !(row.start < span.end && row.end > span.start)) return false;
+  /** @param {{start: number, end: number}} s @param {Row} row */
+  const overlaps = (s, row) => row.start < s.end && row.end > s.start;
+
+  /** @param {string} name @param {Row} row @returns {boolean} whether this set holds it */
+  function covers(name, row) {
+    if (name !== 'appointments') return true;
+    if (row.status === 'trash' || !(overlaps(span, row) || (nextSpan !== null && overlaps(nextSpan, row)))) {
+      return false;
+    }
     const staff = (row.staff_ids || []).map(Number);
     if (staffId != null && !staff.includes(staffId)) return false;
     if (ownStaffId != null && !staff.includes(ownStaffId)) return false;
     return productId == null || Number(row.product_id) === productId;
   }
 
-  /** @param {number} id @param {number} version @param {Row | null} row @returns {boolean} changed */
-  function apply(id, version, row) {
-    if ((versions.get(id) ?? -1) >= version) return false;
-    versions.set(id, version);
-    if (row === null || !covers(row)) return rows.delete(id);
-    rows.set(id, row);
+  /**
+   * @param {string} name @param {number} id @param {number} version @param {Row | null} row
+   * @returns {boolean} whether the set changed
+   */
+  function apply(name, id, version, row) {
+    const seen = versions[name];
+    if ((seen.get(id) ?? -1) >= version) return false;
+    seen.set(id, version);
+    const set = sets[name];
+    if (row === null || !covers(name, row)) return set.delete(id);
+    const old = set.get(id);
+    if (old !== undefined && JSON.stringify(old) === JSON.stringify(row)) return false;
+    set.set(id, row);
     return true;
   }
 
   /**
-   * GET as JSON: the body, or null for a transient failure (5xx: retry);
-   * a refusal (4xx) throws a SnapshotError.
+   * GET as JSON; any answer but 2xx throws a SnapshotError, with the
+   * Retry-After of a 429 or 503 in `retryAfter` (seconds).
    * @param {string} url @returns {Promise<any>}
    */
   async function getJson(url) {
     const res = await opts.fetch(url, fetchOptions(opts, abort.signal));
-    if (res.status >= 500) return null;
     const body = await res.json().catch(() => null);
-    if (!res.ok) throw new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body);
+    if (!res.ok) {
+      const err = new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body);
+      err.retryAfter = Number(res.headers.get('Retry-After')) || 0;
+      throw err;
+    }
     return body;
   }
 
-  /** @returns {Promise<number | null>} the snapshot's last_event_id (null: superseded or closed) */
-  async function load() {
-    const generation = ++loads;
-    /** @type {Record<string, number>} */
-    const params = span ? {start: span.start, end: span.end} : {};
-    const url = endpoint({...opts, topics: []}, 'api/' + resource, params);
+  /**
+   * Load one resource's snapshot into its set until it arrives: network
+   * errors, 5xx and 429 are retried (with backoff, at least Retry-After),
+   * other refusals throw. Null when a newer load took over or we closed.
+   * @param {string} name @returns {Promise<number | null>} the snapshot's last_event_id
+   */
+  async function load(name) {
+    const generation = ++loads[name];
+    const superseded = () => closed || generation !== loads[name];
     for (let attempt = 0; ; attempt++) {
+      const wanted = nextSpan || span;
+      /** @type {Record<string, number>} */
+      const params = name === 'appointments' ? {start: wanted.start, end: wanted.end} : {};
+      let delay = 0;
       try {
-        // Who we are, once: a staff member's set holds only their appointments.
-        const me = span && !scoped ? await getJson(new URL('api/me', opts.base).href) : {};
-        if (me && me.role === 'staff') ownStaffId = Number(me.staff_id);
-        if (me) scoped = true;
-        const body = me && await getJson(url);
-        if (body) {
-          if (closed || generation !== loads) return null;
-          const version = Number(body.last_event_id);
-          const listed = new Set();
-          for (const row of body[kind.key]) {
-            listed.add(row.id);
-            apply(row.id, version, row);
-          }
-          // The snapshot is the whole truth, as of its id, about its range.
-          for (const id of [...rows.keys()]) if (!listed.has(id)) apply(id, version, null);
-          safely(handlers.onChange, rows, {type: 'snapshot', lastEventId: version});
-          return version;
+        if (!scoped) {
+          // Who we are, once: a staff member's set holds only their appointments.
+          const me = await getJson(new URL('api/me', opts.base).href);
+          if (me.role === 'staff') ownStaffId = Number(me.staff_id);
+          scoped = true;
         }
+        const body = await getJson(endpoint({...opts, topics: []}, 'api/' + name, params));
+        if (superseded()) return null;
+        const version = Number(body.last_event_id);
+        if (name === 'appointments' && wanted === nextSpan) {
+          span = nextSpan;
+          nextSpan = null;
+        }
+        const set = sets[name];
+        const listed = new Set();
+        for (const row of body[RESOURCES[name].key]) {
+          listed.add(row.id);
+          apply(name, row.id, version, row);
+        }
+        // The snapshot is the whole truth, as of its id, about its range;
+        // rows outside the range (the old one's) leave without a tombstone.
+        for (const [id, row] of [...set]) {
+          if (!listed.has(id)) {
+            if (covers(name, row)) apply(name, id, version, null); else set.delete(id);
+          }
+        }
+        // Events up to the snapshot's id are in it: tombstones of rows it
+        // answers for are no longer needed.
+        floors[name] = version;
+        for (const [id, seen] of [...versions[name]]) if (seen <= version && !set.has(id)) versions[name].delete(id);
+        safely(handlers.onChange, set, {type: 'snapshot', resource: name, lastEventId: version});
+        return version;
       } catch (err) {
-        if (closed || generation !== loads) return null;
-        if (err instanceof SnapshotError) throw err;
+        if (superseded()) return null;
+        const transient = !(err instanceof SnapshotError) || err.status >= 500 || err.status === 429;
+        if (!transient) throw err;
+        // A restart or an outage (network error, 5xx), or too many at once (429): the rows must arrive.
+        const retryAfter = err instanceof SnapshotError ? err.retryAfter * 1000 : 0;
+        delay = Math.min(SNAPSHOT_RETRY_MAX_MS, Math.max(retryAfter, backoff(attempt)));
+        safely(handlers.onRetry, {resource: name, error: err, delayMs: delay, attempt});
       }
-      // A restart or an outage (network error, 5xx): the rows must arrive.
-      await new Promise((resolve) => setTimeout(resolve, Math.min(SNAPSHOT_RETRY_MAX_MS, backoff(attempt))));
-      if (closed || generation !== loads) return null;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (superseded()) return null;
     }
   }
 
   /** @param {SseEvent} event */
   function onEvent(event) {
-    safely(handlers.onEvent, event);
-    const action = event.topic.split('.')[1];
+    const name = names.find((n) => RESOURCES[n].topic === event.resource);
     const id = Number(event.resource_id);
+    const eventId = Number(event.id);
+    const fresh = name !== undefined && eventId > floors[name] && eventId > (versions[name].get(id) ?? -1);
+    safely(handlers.onEvent, event, fresh);
+    if (!fresh || name === undefined) return;
+    const action = event.topic.split('.')[1];
+    const set = sets[name];
+    const old = set.get(id) || null;
     const row = action === 'deleted' || action === 'trashed' ? null : event.payload;
-    const had = rows.has(id);
-    if (!apply(id, Number(event.id), row)) return;
-    const now = rows.get(id) || null;
-    safely(handlers.onChange, rows, {
-      type: now === null ? 'delete' : had ? 'update' : 'insert', id, row: now, event});
+    if (!apply(name, id, eventId, row)) return;
+    const now = set.get(id) || null;
+    safely(handlers.onChange, set, {
+      type: now === null ? 'delete' : old ? 'update' : 'insert', resource: name, id, row: now, old, event});
+  }
+
+  /** @param {readonly string[]} which @returns {Promise<number | null>} the oldest snapshot id */
+  async function loadAll(which) {
+    const ids = await Promise.all(which.map(load));
+    return ids.some((id) => id === null) ? null : Math.min(.../** @type {number[]} */ (ids));
   }
 
   // The stream cannot replay our gap (history cut, server restarted): the
-  // rows may miss anything, so start over from a fresh snapshot.
-  async function onReset() {
-    rows.clear();
-    versions.clear();
+  // rows may miss anything, so start over from fresh snapshots. The rows
+  // stay until those arrive (a view does not blink empty); the versions go,
+  // since a new history may number its events anew.
+  async function onReset(/** @type {number} */ lastId) {
+    safely(handlers.onReset, lastId);
+    for (const name of names) {
+      versions[name].clear();
+      floors[name] = -1;
+    }
     try {
-      await load();
+      await loadAll(names);
     } catch (err) {
       safely(handlers.onError, err);
     }
   }
 
-  const ready = load().then((since) => {
+  const ready = loadAll(names).then((since) => {
     if (since === null || closed) return;
-    subscription = subscribe({...range, topics: [kind.topic + '.*'], since}, onEvent,
-      {onStatus: handlers.onStatus, onReset});
+    subscription = subscribe({...range, topics, since}, onEvent, {onStatus: handlers.onStatus, onReset});
   });
   ready.catch((err) => safely(handlers.onError, err));
 
   return {
-    rows,
+    rows: sets[names[0]],
+    of(/** @type {Resource} */ name) {
+      if (!sets[name]) throw new TypeError(`tornado-sse: this follow() does not follow ${name}`);
+      return sets[name];
+    },
     ready,
+    async setRange(/** @type {FollowRange} */ next) {
+      if (!hasAppointments) throw new TypeError('tornado-sse: setRange() is for appointments');
+      const wanted = spanOf(next);
+      await ready;
+      /** @param {{start: number, end: number} | null} s */
+      const same = (s) => s !== null && s.start === wanted.start && s.end === wanted.end;
+      if (closed || (same(span) && nextSpan === null)) return;
+      // Asked twice for the range on the way (a view and its own code): one load.
+      if (same(nextSpan) && rangeLoad) return rangeLoad;
+      nextSpan = wanted;
+      // Null: a newer load (another range, a reset) took over, and applies the newest range.
+      const loading = load('appointments').then(() => {});
+      rangeLoad = loading;
+      try {
+        await loading;
+      } finally {
+        if (rangeLoad === loading) rangeLoad = null;
+      }
+    },
+    get leader() { return subscription ? subscription.leader : false; },
     get status() { return subscription ? subscription.status : null; },
     get lastEventId() { return subscription ? subscription.lastEventId : null; },
     close() {

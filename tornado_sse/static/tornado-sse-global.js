@@ -7,6 +7,6 @@
  * A module script without `async` runs in document order with the deferred
  * scripts (HTML spec), so calendar.js, after it, finds the global.
  */
-import {subscribe, follow} from './client.js';
+import {subscribe, follow, SnapshotError} from './client.js';
 
-globalThis.TornadoSSE = {subscribe, follow};
+globalThis.TornadoSSE = {subscribe, follow, SnapshotError};

@@ -189,6 +189,112 @@ describe('follow', {skip: missing}, () => {
     await until('the deleted rule', () => !view.rows.has(rule.id));
   });
 
+  test('appointments and availabilities over one stream; a new range loads while it goes on', async () => {
+    const first = week();
+    const second = week();
+    const here = await book(first.start + 3600);
+    const there = await book(second.start + 3600);
+    const changes = [];
+    const events = [];
+    const view = follow(['appointments', 'availabilities'], {...common, token: adminToken, ...first}, {
+      onChange: (rows, change) => changes.push([change.resource, change.type, change.id ?? null]),
+      onEvent: (event, fresh) => events.push([Number(event.id), fresh]),
+    });
+    views.push(view);
+    await view.ready;
+    assert.equal(view.rows, view.of('appointments'));
+    assert.deepEqual([...view.of('appointments').keys()], [here.id]);
+    const since = view.lastEventId;
+
+    const rule = await api('POST', '/api/availabilities',
+      {scope: 'global', title: 'two resources', range_type: 'custom', appointable: false,
+        from_range: '2031-03-01', to_range: '2031-03-02', priority: 10});
+    await until('the rule', () => view.of('availabilities').has(rule.id));
+    await api('PATCH', `/api/appointments/${here.id}`, {status: 'paid'});
+    await until('the update', () => view.rows.get(here.id).status === 'paid');
+
+    // Another week: its rows arrive, the first week's leave, the stream stays.
+    await view.setRange(second);
+    assert.deepEqual([...view.rows.keys()], [there.id]);
+    const kept = view.rows.get(there.id);
+    // A range that still holds the row: the same object (a view comparing
+    // by identity redraws nothing).
+    await view.setRange({start: second.start - 3600, end: second.end});
+    assert.equal(view.rows.get(there.id), kept);
+    await api('PATCH', `/api/appointments/${here.id}`, {status: 'confirmed'}); // out of range now
+    await api('PATCH', `/api/appointments/${there.id}`, {status: 'complete'});
+    await until('the update in the new range', () => view.rows.get(there.id).status === 'complete');
+    assert.ok(!view.rows.has(here.id));
+
+    assert.equal(view.status, 'live');
+    assert.equal(view.lastEventId, await newestEventId());
+    // One stream: every event once, in order, each news to the rows.
+    const ids = events.map(([id]) => id);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(ids.every((id) => id > since) && events.every(([, fresh]) => fresh), JSON.stringify(events));
+    // The two first snapshots land in either order.
+    assert.deepEqual(changes.slice(0, 2).sort(), [['appointments', 'snapshot', null], ['availabilities', 'snapshot', null]]);
+    assert.deepEqual(changes.slice(2), [
+      ['availabilities', 'insert', rule.id], ['appointments', 'update', here.id],
+      ['appointments', 'snapshot', null], ['appointments', 'snapshot', null],
+      ['appointments', 'update', there.id]]);
+    await api('DELETE', `/api/availabilities/${rule.id}?force=true`);
+  });
+
+  test('a row moved into the new range while its snapshot is on the way stays', async () => {
+    const first = week();
+    const second = week();
+    const mover = await book(first.start + 3600);
+    const stays = await book(first.start + 7200);
+    let release;
+    const gate = new Promise((resolve) => { release = resolve; });
+    const held = `start=${second.start}`;
+    // The snapshot of the new range is taken at once, its answer held back:
+    // the move below happens after it, and its event arrives before it.
+    const slowFetch = async (url, init) => {
+      const res = await fetch(url, init);
+      if (String(url).includes(held)) await gate;
+      return res;
+    };
+    const view = follow('appointments', {...common, token: adminToken, ...first, fetch: slowFetch});
+    views.push(view);
+    await view.ready;
+    const loading = view.setRange(second);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the snapshot request is out
+    await api('PATCH', `/api/appointments/${mover.id}`, {start: second.start + 3600, end: second.start + 7200});
+    await until('the moved row, in the range being loaded', () => view.rows.get(mover.id)?.start === second.start + 3600);
+    release();
+    await loading;
+    assert.deepEqual([...view.rows.keys()], [mover.id]); // the old week's row left; the moved one stayed
+    assert.ok(!view.rows.has(stays.id));
+  });
+
+  test('a snapshot answered 429 is tried again after its Retry-After', async () => {
+    const range = week();
+    const row = await book(range.start + 3600);
+    let refused = 0;
+    const busyOnce = async (url, init) => {
+      if (String(url).includes('/api/appointments') && refused++ === 0) {
+        return new Response(JSON.stringify({code: 'rest_too_many_snapshots', message: 'Too many snapshots.',
+          data: {status: 429}}), {status: 429, headers: {'Retry-After': '1', 'Content-Type': 'application/json'}});
+      }
+      return fetch(url, init);
+    };
+    const retries = [];
+    const view = follow('appointments', {...common, token: adminToken, ...range, fetch: busyOnce},
+      {onRetry: (retry) => retries.push(retry)});
+    views.push(view);
+    const began = Date.now();
+    await view.ready;
+    assert.ok(Date.now() - began >= 1000);
+    assert.equal(retries.length, 1);
+    assert.equal(retries[0].resource, 'appointments');
+    assert.ok(retries[0].error instanceof SnapshotError && retries[0].error.status === 429);
+    assert.ok(retries[0].delayMs >= 1000);
+    assert.deepEqual([...view.rows.keys()], [row.id]);
+  });
+
   test('a refused snapshot rejects ready with a SnapshotError', async () => {
     const errors = [];
     const view = follow('appointments', {...common, token: 'not-a-jwt', ...week()},

@@ -24,7 +24,19 @@ const view = follow('appointments', {start: new Date(), end: '2026-12-31T00:00:0
   },
   onError(error) { if (error instanceof SnapshotError) { const code: number = error.status; void code; } },
 });
-view.ready.then(() => view.close());
+view.ready.then(() => view.setRange({start: 0, end: 86400})).then(() => view.close());
+
+// Both resources over one stream: each set by name, changes say whose.
+const desk = follow(['appointments', 'availabilities'], {baseUrl: 'http://127.0.0.1:8888', EventSource}, {
+  onEvent(event, fresh: boolean) { void event.id; void fresh; },
+  onChange(rows, change) { if (change.type !== 'snapshot') { const was = change.old; void was; } void rows; },
+  onRetry({resource, delayMs}) { const r: 'appointments' | 'availabilities' = resource; void r; void delayMs; },
+  onReset(lastId: number) { void lastId; },
+});
+const booked: ReadonlyMap<number, AppointmentRow> = desk.of('appointments');
+void booked;
+void desk.leader;
+desk.close();
 // @ts-expect-error: only the two resources of SPEC §5 can be followed
 follow('customers', {});
 // A browser's own EventSource fits too.
