@@ -1036,7 +1036,7 @@ export function follow(resources, range, handlers = {}) {
       const params = name === 'appointments' ? {start: wanted.start, end: wanted.end} : {};
       let delay = 0;
       try {
-        if (!scoped) {
+        if (!scoped && name === 'appointments') {
           // Who we are, once: a staff member's set holds only their appointments.
           const me = await getJson(new URL('api/me', opts.base).href);
           if (me.role === 'staff') ownStaffId = Number(me.staff_id);
