@@ -22,6 +22,8 @@ from tests.fix_db import execute
 from tornado_sse.dbserver import EmbeddedPostgres
 from tornado_sse.migrate import migration_files
 
+pytestmark = pytest.mark.pg_independent  # its own embedded PostgreSQL whatever DATABASE_URL says
+
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
 from tornado_sse.events import Encoding, Event
 from tornado_sse.filters import Filter, parse_topics
 from tornado_sse.hub import Hub
+
+pytestmark = pytest.mark.pg_independent  # the hub alone, no database
 
 
 def ev(i: int, topic: str = "appointment.created", staff=(5,), products=(456,)) -> Event:

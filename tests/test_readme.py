@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tornado_sse.settings import _OPTIONS, _SUBCOMMAND_OPTIONS, env_name
+
+pytestmark = pytest.mark.pg_independent  # the README's text
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

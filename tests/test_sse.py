@@ -9,6 +9,8 @@ from tornado_sse import sse
 from tornado_sse.events import Event
 from tornado_sse.testing.sse_client import SSEParser
 
+pytestmark = pytest.mark.pg_independent  # SSE framing, no database
+
 
 @pytest.mark.parametrize("kwargs, expected", [
     ({"data": "x"}, b"data: x\n\n"),
