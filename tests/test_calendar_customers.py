@@ -158,6 +158,41 @@ async def test_an_admin_adds_a_customer_while_booking(chromium, make_server, db)
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_save_again_after_a_lost_answer_adds_the_customer_once(chromium, make_server, db):
+    """The server added the customer but its answer never reached the page
+    (a timeout, a dropped connection): Save again sends the same
+    Idempotency-Key and gets that customer back, not a second one."""
+    add_desk(db)
+    server = await make_server()
+    tab = await (await chromium.session()).open(calendar_url(server))
+    keys: list[str | None] = []
+
+    async def lose_first_answer(route, request) -> None:
+        keys.append(request.headers.get("idempotency-key"))
+        response = await route.fetch()  # the server adds the customer...
+        if len(keys) == 1:
+            await route.abort("connectionreset")  # ...and the page never hears of it
+        else:
+            await route.fulfill(response=response)
+
+    await tab.page.route("**/api/customers", lose_first_answer)
+    await open_booking(tab)
+    await tab.page.keyboard.type("Zoe Quinn")
+    await tab.wait("() => document.getElementById('book-customer-hint').textContent.includes('No customer')",
+                   timeout=5000)
+    await tab.page.click("#book-customer-new")
+    await tab.page.fill("#book-new-phone", "+44 20 7946 0958")
+    await tab.page.click("#book-new-save")
+    await tab.wait("() => document.getElementById('book-new-form-error').textContent !== ''", timeout=5000)
+    assert execute(db, "SELECT count(*) FROM customers WHERE name = 'Zoe Quinn'") == [(1,)]
+    await tab.page.click("#book-new-save")
+    await tab.page.locator("#book-new").wait_for(state="hidden", timeout=5000)
+    assert (await state(tab))["hint"].startswith("Chosen: Zoe Quinn · +44 20 7946 0958")
+    assert execute(db, "SELECT count(*) FROM customers WHERE name = 'Zoe Quinn'") == [(1,)]
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_the_details_panel_shows_the_customers_phone_and_appointments(chromium, make_server, db):
     add_desk(db)
     server = await make_server()

@@ -4,6 +4,7 @@ of the directory. Real HTTP against a real database (sql/006)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import quote
@@ -39,10 +40,13 @@ async def get(server, path: str, token: str | None = None) -> Response:
     return resp
 
 
-async def post(server, body: Any, token: str | None = None, raw: bytes | None = None) -> Response:
+async def post(server, body: Any, token: str | None = None, raw: bytes | None = None,
+               key: str | None = None) -> Response:
     data = raw if raw is not None else json.dumps(body).encode()
-    resp = await request(server.url + "/api/customers", method="POST", body=data, stream=False,
-                         headers={**auth(token), "Content-Type": "application/json"})
+    headers = {**auth(token), "Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    resp = await request(server.url + "/api/customers", method="POST", body=data, stream=False, headers=headers)
     assert isinstance(resp, Response)
     return resp
 
@@ -151,6 +155,32 @@ async def test_admin_creates_a_customer_with_the_next_id(server, db):
     assert await names(server, "zoe") == ["Zoe Quinn"]
     assert await names(server, "7946") == ["Zoe Quinn"]
     assert execute(db, "SELECT name, email FROM customers WHERE id = 1006") == [("Zoe Quinn", "zoe@example.org")]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_double_click_with_one_idempotency_key_adds_one_customer(server, db):
+    """The booking form's "Add customer" clicked twice, or retried after a
+    timeout: with the same Idempotency-Key, one customer and the same answer."""
+    body = {"name": "Zoe Quinn", "phone": "+44 20 7946 0958"}
+    first, second = await asyncio.gather(post(server, body, key="desk-1-zoe"), post(server, body, key="desk-1-zoe"))
+    assert first.status == second.status == 201, (first.body, second.body)
+    assert first.json() == second.json() == {"id": 1, "name": "Zoe Quinn", "phone": "+44 20 7946 0958", "email": None}
+    assert sorted([first.headers.get("idempotent-replayed"), second.headers.get("idempotent-replayed")],
+                  key=str) == [None, "true"]
+    later = await post(server, body, key="desk-1-zoe")
+    assert later.status == 201 and later.json()["id"] == 1 and later.headers["idempotent-replayed"] == "true"
+    # Another body with the same key: refused, nothing added.
+    reused = await post(server, {"name": "Someone Else"}, key="desk-1-zoe")
+    assert reused.status == 422 and reused.json()["code"] == "rest_idempotency_key_reused"
+    # Without a key (or with another), two clicks are two customers, as asked.
+    assert (await post(server, body, key="desk-2-zoe")).json()["id"] == 2
+    assert (await post(server, body)).json()["id"] == 3
+    assert execute(db, "SELECT id, name FROM customers ORDER BY id") == [
+        (1, "Zoe Quinn"), (2, "Zoe Quinn"), (3, "Zoe Quinn")]
+    # A bad key is a 400 naming it, and adds nothing.
+    bad = await post(server, body, key="x" * 201)
+    assert bad.status == 400 and "Idempotency-Key" in bad.json()["data"]["params"]
+    assert execute(db, "SELECT count(*) FROM customers") == [(3,)]
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -37,6 +37,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from .eventlog import NEWEST_ID_SQL
+from .idempotency import Idempotency, claim, remember
 
 #: Rows per page of a streamed snapshot (~250 bytes of JSON each).
 PAGE_ROWS = 500
@@ -201,10 +202,6 @@ class Conflict(Exception):
         self.conflicts = conflicts
 
 
-class KeyReused(Exception):
-    """An Idempotency-Key came back with a different request (422)."""
-
-
 @dataclass(frozen=True)
 class Writer:
     """Who writes and within which bounds."""
@@ -213,16 +210,6 @@ class Writer:
     #: reads the transaction setting ``tornado_sse.actor``).
     actor: str
     limits: Limits
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """A POST's Idempotency-Key, scoped to the token's subject, and a hash
-    of the request it first came with."""
-
-    subject: str
-    key: str
-    request_hash: str
 
 
 @dataclass(frozen=True)
@@ -275,9 +262,9 @@ async def create(pool: AsyncConnectionPool, table: Table, values: dict[str, Any]
     try:
         async with _write(pool, writer) as conn:
             if idempotency is not None:
-                earlier = await _claim_key(conn, idempotency)
+                earlier = await claim(conn, idempotency)
                 if earlier is not None:
-                    return earlier
+                    return Written(earlier.status, earlier.row, earlier.event_id, replayed=True)
             if check is not None:
                 await check(conn, None, values)
             cols = sql.SQL(", ").join(sql.Identifier(c) for c in values)
@@ -285,7 +272,7 @@ async def create(pool: AsyncConnectionPool, table: Table, values: dict[str, Any]
             row = await _returning(conn, sql.SQL("INSERT INTO {} AS t ({}) VALUES ({}) RETURNING {}(t)").format(
                 sql.Identifier(table.name), cols, marks, sql.Identifier(table.json_fn)), values)
             assert row is not None
-            event_id = await _event_id(conn, idempotency, 201, row)
+            event_id = await remember(conn, idempotency, 201, row)
     except psycopg.errors.ExclusionViolation:
         raise Conflict(await _conflicts(pool, 0, values, writer.limits)) from None
     return Written(201, row, event_id)
@@ -311,7 +298,7 @@ async def update(pool: AsyncConnectionPool, table: Table, row_id: int, values: d
                 sql.Identifier(table.name), sets, sql.Placeholder("_id"), sql.Identifier(table.json_fn)),
                 {**values, "_id": row_id})
             assert row is not None  # the row is locked: it is still there
-            event_id = await _event_id(conn, None, 200, row)
+            event_id = await remember(conn, None, 200, row)
     except psycopg.errors.ExclusionViolation:
         raise Conflict(await _conflicts(pool, row_id, merged, writer.limits)) from None
     return Written(200, row, event_id)
@@ -328,7 +315,7 @@ async def delete(pool: AsyncConnectionPool, table: Table, row_id: int, writer: W
         row = await _returning(conn, sql.SQL("DELETE FROM {} AS t WHERE id = %s RETURNING {}(t)").format(
             sql.Identifier(table.name), sql.Identifier(table.json_fn)), [row_id])
         assert row is not None
-        event_id = await _event_id(conn, None, 200, row)
+        event_id = await remember(conn, None, 200, row)
     return Written(200, row, event_id)
 
 
@@ -350,48 +337,6 @@ async def _lock(conn: AsyncConnection[Any], table: Table, row_id: int,
     if expect is not None and not expect(int(current["version"])):
         raise PreconditionFailed(payload)
     return current
-
-
-async def _claim_key(conn: AsyncConnection[Any], idem: Idempotency) -> Written | None:
-    """Claim an Idempotency-Key for this transaction, or the answer it got.
-
-    The INSERT waits for a concurrent transaction holding the same key; if
-    that one commits, the key's row is there and its answer is returned, if
-    it rolls back (its create failed), this one claims the key. Keys older
-    than 24 hours are forgotten first, as if pruned already.
-    """
-    await conn.execute("DELETE FROM api_idempotency WHERE subject = %s AND key = %s"
-                       " AND created_at < now() - interval '24 hours'", (idem.subject, idem.key))
-    cur = await conn.execute(
-        "INSERT INTO api_idempotency (subject, key, request_hash, status, body)"
-        " VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING 1",
-        (idem.subject, idem.key, idem.request_hash))
-    if await cur.fetchone() is not None:
-        return None
-    cur = await conn.execute("SELECT request_hash, status, body, event_id FROM api_idempotency"
-                             " WHERE subject = %s AND key = %s", (idem.subject, idem.key))
-    row = await cur.fetchone()
-    assert row is not None
-    if row[0] != idem.request_hash:
-        raise KeyReused()
-    return Written(int(row[1]), _payload(row[2]), None if row[3] is None else int(row[3]), replayed=True)
-
-
-async def _event_id(conn: AsyncConnection[Any], idem: Idempotency | None, status: int,
-                    row: dict[str, Any]) -> int | None:
-    """The highest event id this transaction produced (and, with a key, the
-    answer remembered for it), in one statement right before COMMIT: it
-    fires the commit-time event triggers early (sql/005), which takes the
-    event-ordering lock from here to COMMIT, one round trip."""
-    if idem is None:
-        cur = await conn.execute("SELECT tornado_sse_xact_event_id()")
-    else:
-        cur = await conn.execute(
-            "UPDATE api_idempotency SET status = %s, body = %s, event_id = tornado_sse_xact_event_id()"
-            " WHERE subject = %s AND key = %s RETURNING event_id",
-            (status, json.dumps(row, separators=(",", ":")), idem.subject, idem.key))
-    found = await cur.fetchone()
-    return None if found is None or found[0] is None else int(found[0])
 
 
 async def _conflicts(pool: AsyncConnectionPool, row_id: int, row: dict[str, Any], limits: Limits) -> list[int]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from .calendar_rows import Limits, transaction
+from .idempotency import Idempotency, claim, remember
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 50
@@ -103,21 +104,30 @@ async def search(pool: AsyncConnectionPool, text: str, *, limit: int, staff_id: 
 _CREATE_ATTEMPTS = 3
 
 
-async def create(pool: AsyncConnectionPool, values: dict[str, Any], limits: Limits) -> Customer:
-    """Insert a customer with the next free id (sql/006); raises
+async def create(pool: AsyncConnectionPool, values: dict[str, Any], limits: Limits, *,
+                 idempotency: Idempotency | None = None) -> tuple[Customer, bool]:
+    """Insert a customer with the next free id (sql/006); with
+    ``idempotency``, a repeat of the key gets the first answer (True: this
+    is it) instead of a second customer, or :class:`KeyReused`. Raises
     ``UniqueViolation`` only if others took the id every time."""
     params = {"name": values["name"], "phone": values.get("phone"), "email": values.get("email")}
     attempt = 1
     while True:
         try:
             async with transaction(pool, limits) as conn:
+                if idempotency is not None:
+                    earlier = await claim(conn, idempotency)
+                    if earlier is not None:
+                        return cast(Customer, earlier.row), True
                 cur = conn.cursor(row_factory=dict_row)
                 await cur.execute(
                     "INSERT INTO customers (id, name, phone, email)"
                     " VALUES (tornado_sse_next_customer_id(), %(name)s, %(phone)s, %(email)s)"
                     " RETURNING id, name, phone, email", params)
                 row: Any = await cur.fetchone()
-            return row  # type: ignore[no-any-return]
+                if idempotency is not None:
+                    await remember(conn, idempotency, 201, row)
+            return row, False
         except psycopg.errors.UniqueViolation:
             if attempt >= _CREATE_ATTEMPTS:
                 raise

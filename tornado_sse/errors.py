@@ -51,6 +51,11 @@ def unauthorized(description: str, *, error: str = "invalid_token") -> ApiError:
     return ApiError(401, "rest_forbidden", DENIED, headers={"WWW-Authenticate": challenge})
 
 
+def key_reused() -> ApiError:
+    """422: an Idempotency-Key sent again with another request (SPEC §8)."""
+    return ApiError(422, "rest_idempotency_key_reused", "This Idempotency-Key was used with a different request.")
+
+
 def forbidden(message: str = DENIED) -> ApiError:
     """403: a valid token whose role may not do this."""
     return ApiError(403, "rest_forbidden", message)

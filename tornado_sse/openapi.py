@@ -168,17 +168,21 @@ def _snapshot_operation(resource: str, key: str, row: str, extra: list[dict[str,
     }
 
 
+_IDEMPOTENCY_KEY = _param("Idempotency-Key", "header", {"type": "string", "maxLength": 200},
+                          "SPEC §8: a repeat within 24 h answers the first answer again.")
+_KEY_REUSED = _error("SPEC §8: the Idempotency-Key was used with another body.")
+
+
 def _create_operation(row: str, body: str) -> dict[str, Any]:
     return {
         "summary": "Create a row (admins)",
-        "parameters": [_param("Idempotency-Key", "header", {"type": "string", "maxLength": 200},
-                              "SPEC §8: a repeat within 24 h answers the first answer again.")],
+        "parameters": [_IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": {JSON: {"schema": ref(body)}}},
         "responses": {"201": _json(ref(row), "The new row.", _EVENT_ID),
                       **_WRITE_ERRORS,
                       "409": _error("SPEC §8: a double booking (`rest_conflict`, `data.conflicts`) or time "
                                     "the availability rules close (`rest_unavailable`)."),
-                      "422": _error("SPEC §8: the Idempotency-Key was used with another body.")},
+                      "422": _KEY_REUSED},
     }
 
 
@@ -453,8 +457,10 @@ def document() -> dict[str, Any]:
                         "customers": {"type": "array", "maxItems": MAX_LIMIT, "items": ref("Customer")}}},
                         "The best matches."), **_AUTH_ERRORS}},
             "post": {"summary": "Add a customer (admins); the id is the next free one",
+                     "parameters": [_IDEMPOTENCY_KEY],
                      "requestBody": {"required": True, "content": {JSON: {"schema": ref("CustomerCreate")}}},
-                     "responses": {"201": _json(ref("Customer"), "The new customer."), **_WRITE_ERRORS}},
+                     "responses": {"201": _json(ref("Customer"), "The new customer."), **_WRITE_ERRORS,
+                                   "422": _KEY_REUSED}},
         },
         "/api/customers/{id}": {
             "parameters": [{"name": "id", "in": "path", "required": True,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -28,13 +27,13 @@ from .. import calendar_rows as rows
 from ..auth import Principal
 from ..availability import Rule, closed_intervals, zone
 from ..context import Context
-from ..errors import ApiError, forbidden, invalid_params
+from ..errors import ApiError, forbidden, invalid_params, key_reused
+from ..idempotency import KeyReused
 from ..validation import (
     MAX_STAFF_IDS,
     Invalid,
     appointment_columns,
     availability_columns,
-    idempotency_key,
     if_match,
     parse_time,
     pop_override,
@@ -122,22 +121,6 @@ class ResourceHandler(BaseHandler):
                 staff_field="staff_id" if isinstance(body, dict) and "staff_id" in body else "staff_ids")
         return availability_check(values)
 
-    def idempotency(self, principal: Principal, body: Any) -> rows.Idempotency | None:
-        """The POST's Idempotency-Key, scoped to the token's subject (one
-        client's keys never answer another's), with a hash of the request."""
-        raw = self.request.headers.get("Idempotency-Key")
-        if raw is None:
-            return None
-        try:
-            key = idempotency_key(raw)
-        except Invalid as exc:
-            raise invalid_params({"Idempotency-Key": f"Idempotency-Key {exc}."}) from None
-        who = principal.subject if principal.subject is not None else (principal.staff_id or "")
-        request = f"{self.request.method} {self.request.path}\n" + json.dumps(
-            body, sort_keys=True, separators=(",", ":"))
-        return rows.Idempotency(subject=f"{principal.role}:{who}", key=key,
-                                request_hash=hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest())
-
     async def create(self) -> None:
         """POST: check, insert, answer (SPEC §8), idempotently with a key."""
         principal = self.admin()
@@ -176,9 +159,8 @@ class ResourceHandler(BaseHandler):
                                ", ".join(f"appointment {i}" for i in exc.conflicts) or "another appointment")
                            + ". Choose another time, or set overlap_allowed to book anyway.",
                            conflicts=exc.conflicts) from None
-        except rows.KeyReused:
-            raise ApiError(422, "rest_idempotency_key_reused",
-                           "This Idempotency-Key was used with a different request.") from None
+        except KeyReused:
+            raise key_reused() from None
         except psycopg.errors.CheckViolation as exc:
             name = exc.diag.constraint_name or ""
             field = _CONSTRAINT_FIELDS.get(name, "body")

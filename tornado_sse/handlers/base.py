@@ -8,6 +8,7 @@ Tornado's own errors (404, 405, ...) get the same shape; anything else is a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from asyncio import Future
@@ -23,8 +24,9 @@ from ..auth import MAX_ID, redact_uri
 from ..calendar_rows import Limits
 from ..edge import EdgeIOStream
 from ..errors import ApiError, busy, cannot_write, invalid_params, read_only, unavailable
+from ..idempotency import Idempotency
 from ..quota import Refusal
-from ..validation import DuplicateKey, Invalid, parse_json, query_control_characters
+from ..validation import DuplicateKey, Invalid, idempotency_key, parse_json, query_control_characters
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -280,6 +282,23 @@ class BaseHandler(RequestHandler):
             raise invalid_params({exc.key: f"{exc}."}) from None
         except Invalid:
             raise invalid_params({"body": "The body is not valid JSON."}) from None
+
+    def idempotency(self, principal: Principal, body: Any) -> Idempotency | None:
+        """The POST's Idempotency-Key (SPEC §8), scoped to the token's
+        subject (one client's keys never answer another's), with a hash of
+        the request: method, path and body."""
+        raw = self.request.headers.get("Idempotency-Key")
+        if raw is None:
+            return None
+        try:
+            key = idempotency_key(raw)
+        except Invalid as exc:
+            raise invalid_params({"Idempotency-Key": f"Idempotency-Key {exc}."}) from None
+        who = principal.subject if principal.subject is not None else (principal.staff_id or "")
+        request = f"{self.request.method} {self.request.path}\n" + json.dumps(
+            body, sort_keys=True, separators=(",", ":"))
+        return Idempotency(subject=f"{principal.role}:{who}", key=key,
+                           request_hash=hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest())
 
     @staticmethod
     def check(errors: dict[str, str]) -> None:

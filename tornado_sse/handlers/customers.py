@@ -12,7 +12,8 @@ from __future__ import annotations
 import psycopg
 
 from .. import customers
-from ..errors import ApiError, busy, forbidden
+from ..errors import ApiError, busy, forbidden, key_reused
+from ..idempotency import KeyReused
 from ..validation import customer_columns
 from .base import BaseHandler
 
@@ -37,18 +38,24 @@ class CustomersHandler(BaseHandler):
         self.write_json({"customers": found})
 
     async def post(self) -> None:
-        """Create a customer (admins): ``{name, phone?, email?}``."""
+        """Create a customer (admins): ``{name, phone?, email?}``; with an
+        Idempotency-Key, a double click or a retry creates one customer."""
         principal = self.principal()
         if not principal.is_admin:
             raise forbidden("Only admins may add customers.")
         body = self.json_body()
+        idem = self.idempotency(principal, body)
         errors: dict[str, str] = {}
         values = customer_columns(body, errors=errors)
         self.check(errors)
         try:
-            row = await customers.create(self.ctx.pool, values, self.limits)
+            row, replayed = await customers.create(self.ctx.pool, values, self.limits, idempotency=idem)
         except psycopg.errors.UniqueViolation:
             raise busy("Customers are being added elsewhere at this moment; try again.") from None
+        except KeyReused:
+            raise key_reused() from None
+        if replayed:
+            self.set_header("Idempotent-Replayed", "true")
         self.write_json(row, 201)
 
 

@@ -25,7 +25,7 @@
 
   /**
    * @typedef {{id: number, name: string, phone: string | null, email: string | null}} Customer
-   * @typedef {(method: string, path: string, body?: any) => Promise<any>} Api
+   * @typedef {(method: string, path: string, body?: any, headers?: Record<string, string>) => Promise<any>} Api
    */
 
   /** "Anna Berg · +49 30 555 0101 · anna@example.com" @param {Customer} c */
@@ -166,13 +166,22 @@
       add.setAttribute('aria-expanded', 'false');
     }
 
+    // The customer being added, {key, body}: Save again after a lost answer
+    // (a timeout, the network) sends the same Idempotency-Key, so the server
+    // answers with the customer it already added instead of a second one.
+    /** @type {{key: string, body: string} | null} */
+    let attempt = null;
+
     async function saveNew() {
       clearNewErrors();
       const body = Object.fromEntries(fields.map((f) => [f, newInput(f).value.trim()]));
+      const text = JSON.stringify(body);
+      if (!attempt || attempt.body !== text) attempt = {key: TsseWrites.newKey(), body: text};
       const save = /** @type {HTMLButtonElement} */ (document.getElementById('book-new-save'));
       save.disabled = true;
       try {
-        const customer = await api('POST', '/api/customers', body);
+        const customer = await api('POST', '/api/customers', body, {'Idempotency-Key': attempt.key});
+        attempt = null; // added: the next one is someone else
         closeNew();
         choose(customer);
         input.focus();
