@@ -220,6 +220,11 @@ async def test_the_details_panel_shows_the_customers_phone_and_appointments(chro
     assert len(coming) + len(past) == 4
     assert any("(this one)" in line and "Haircut" in line for line in coming + past)
     assert any("Massage" in line for line in past)  # last week's
+    # Booked for her elsewhere (psql, another desk) while the card is open:
+    # the card lists it without a click.
+    book(db, week_start + 14 * 86400, 2, 9, customer_id=1000, product_id=102, staff_ids=[1])
+    await admin.wait("() => document.querySelectorAll('#details-customer li').length === 5", timeout=5000)
+    assert "Loading" not in await card.inner_text()
 
     # The staff member's panel lists their own appointments with her only.
     await staff.page.locator(f'#calendar [data-appointment-id="{theirs}"]').click()

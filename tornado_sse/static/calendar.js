@@ -358,7 +358,9 @@
         version: row && row.version != null ? row.version : null});
       recentEvents.set(event.id, event.resource_id);
       if (recentEvents.size > OWN_LOG_SIZE) recentEvents.delete(recentEvents.keys().next().value);
-      noticeChange(event, action, appointments.rows.get(event.resource_id), row, own);
+      const old = appointments.rows.get(event.resource_id);
+      noticeChange(event, action, old, row, own);
+      refreshCustomerCard(old, row);
     } else if (fresh && resource === 'availability') {
       reloadClosed();
       const rule = action === 'deleted' ? availabilities.rows.get(event.resource_id) : event.payload;
@@ -369,6 +371,20 @@
     if (applied.length > APPLIED_LOG_SIZE) applied.shift();
     noteEvent(event.id);
     lastEventAt = Date.now();
+  }
+
+  // The panel's customer card lists their appointments: one of them was
+  // booked, moved or cancelled (by anyone), so ask again (a burst once).
+  let cardTimer = 0;
+  /** @param {any} old @param {any} row */
+  function refreshCustomerCard(old, row) {
+    const shown = customerCard ? customerCard.showing : null;
+    if (shown == null || detailsId == null) return;
+    if (!(row && row.customer_id === shown) && !(old && old.customer_id === shown)) return;
+    clearTimeout(cardTimer);
+    cardTimer = window.setTimeout(() => {
+      if (customerCard.showing === shown && detailsId != null) customerCard.show(shown, detailsId, true);
+    }, 300);
   }
 
   /** A write's answer named its event: the change is this page's own. @param {number} eventId */

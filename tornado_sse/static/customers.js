@@ -295,12 +295,17 @@
        */
       async show(id, current, fresh = false) {
         if (id === shownId && !fresh) return;
+        // The same customer asked again (one of their appointments changed):
+        // what is shown stays until the new answer replaces it, no flicker.
+        const again = id != null && id === shownId && container.childElementCount > 0;
         shownId = id;
         const mine = ++asked;
-        container.replaceChildren();
-        container.hidden = id == null;
-        if (id == null) return;
-        container.append(el('Loading the customer…', 'p'));
+        if (!again) {
+          container.replaceChildren();
+          container.hidden = id == null;
+          if (id == null) return;
+          container.append(el('Loading the customer…', 'p'));
+        }
         try {
           const c = await api('GET', `/api/customers/${id}`);
           if (mine === asked) render(c, current);
@@ -311,6 +316,8 @@
             : `Could not load the customer’s details: ${err.message}`, 'p'));
         }
       },
+      /** The customer shown, or null. */
+      get showing() { return shownId; },
       /** Forget what is shown (the panel closed). */
       clear() { shownId = null; asked++; container.replaceChildren(); container.hidden = true; },
     };
