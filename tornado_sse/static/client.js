@@ -1127,7 +1127,13 @@ export function follow(resources, range, handlers = {}) {
     if (since === null || closed) return;
     subscription = subscribe({...range, topics, since}, onEvent, {onStatus: handlers.onStatus, onReset});
   });
-  ready.catch((err) => safely(handlers.onError, err));
+  ready.catch((err) => {
+    // Refused for good (a 4xx): nothing will follow, so the other
+    // resources' loads stop retrying too.
+    closed = true;
+    abort.abort();
+    safely(handlers.onError, err);
+  });
 
   return {
     rows: sets[names[0]],

@@ -304,4 +304,26 @@ describe('follow', {skip: missing}, () => {
     assert.equal(errors.length, 1);
     assert.equal(view.status, null);
   });
+
+  test('refused for one resource, it stops retrying the other', async () => {
+    let outages = 0;
+    const flaky = async (url, init) => {
+      if (String(url).includes('/api/availabilities')) {
+        outages++;
+        return new Response('{"code":"rest_unavailable","message":"down","data":{"status":503}}',
+          {status: 503, headers: {'Content-Type': 'application/json'}});
+      }
+      if (String(url).includes('/api/appointments')) {
+        return new Response('{"code":"rest_forbidden","message":"no","data":{"status":403}}',
+          {status: 403, headers: {'Content-Type': 'application/json'}});
+      }
+      return fetch(url, init);
+    };
+    const view = follow(['appointments', 'availabilities'], {...common, token: adminToken, ...week(), fetch: flaky});
+    views.push(view);
+    await assert.rejects(view.ready, (err) => err instanceof SnapshotError && err.status === 403);
+    const asked = outages;
+    await new Promise((resolve) => setTimeout(resolve, 2500)); // past two backoffs
+    assert.equal(outages, asked);
+  });
 });
