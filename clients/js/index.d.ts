@@ -114,6 +114,8 @@ export interface FollowRange extends Omit<SubscribeOptions, 'topics' | 'since'> 
   start?: number | string | Date;
   /** Appointments only: default a week from now. */
   end?: number | string | Date;
+  /** Seconds a snapshot's whole answer may take before it is tried again (default 60). */
+  snapshotTimeout?: number;
 }
 
 /**

@@ -97,7 +97,8 @@
  * @typedef {{readonly leader: boolean, readonly status: Status | null,
  *            readonly lastEventId: number | null, close: () => void}} Subscription
  * @typedef {any} Row  the public types say which columns
- * @typedef {SubscribeOptions & {start?: number | string | Date, end?: number | string | Date}} FollowRange
+ * @typedef {SubscribeOptions & {start?: number | string | Date, end?: number | string | Date,
+ *            snapshotTimeout?: number}} FollowRange
  * @typedef {'appointments' | 'availabilities'} Resource
  * @typedef {{resource: string, error: unknown, delayMs: number, attempt: number}} Retry
  * @typedef {{onChange?: (rows: Map<number, Row>, change: any) => void,
@@ -155,6 +156,9 @@ const BACKOFF_MAX_MS = 30000;
 const HELLO_TIMEOUT_MS = 2000;
 const HISTORY_SIZE = 1000;
 const SNAPSHOT_RETRY_MAX_MS = 30000;
+// Seconds a snapshot's answer may take, whole body included (then it is
+// tried again): a 400-day snapshot streams in well under this.
+const SNAPSHOT_TIMEOUT_S = 60;
 
 /** @param {number | string | null | undefined} value @returns {number | null} */
 function optionalInt(value) {
@@ -940,6 +944,8 @@ export function follow(resources, range, handlers = {}) {
   const staffId = opts.staffId;
   const productId = opts.productId;
   const hasAppointments = names.includes('appointments');
+  const snapshotTimeoutMs = 1000 * (range.snapshotTimeout ?? SNAPSHOT_TIMEOUT_S);
+  if (!(snapshotTimeoutMs > 0)) throw new RangeError('tornado-sse: snapshotTimeout is seconds, more than 0');
   /** @param {FollowRange} r @returns {{start: number, end: number}} */
   const spanOf = (r) => ({start: epoch(r.start ?? Date.now() - 864e5), end: epoch(r.end ?? Date.now() + 7 * 864e5)});
   // The appointments' range; while a new one loads, rows of either count
@@ -1011,14 +1017,30 @@ export function follow(resources, range, handlers = {}) {
    * @param {string} url @returns {Promise<any>}
    */
   async function getJson(url) {
-    const res = await opts.fetch(url, fetchOptions(opts, abort.signal));
-    const body = await res.json().catch(() => null);
-    if (!res.ok) {
-      const err = new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body);
-      err.retryAfter = Number(res.headers.get('Retry-After')) || 0;
+    // Bounded: a server that accepted and never answers (a half-open
+    // connection, a stuck proxy) must not leave the rows loading forever.
+    const request = new AbortController();
+    const onClose = () => request.abort();
+    abort.signal.addEventListener('abort', onClose);
+    let timedOut = false;
+    const clock = setTimeout(() => { timedOut = true; request.abort(); }, snapshotTimeoutMs);
+    try {
+      const res = await opts.fetch(url, fetchOptions(opts, request.signal));
+      const body = await res.json().catch(() => undefined);
+      if (!res.ok) {
+        const err = new SnapshotError(res.status, (body && body.message) || `HTTP ${res.status}`, body ?? null);
+        err.retryAfter = Number(res.headers.get('Retry-After')) || 0;
+        throw err;
+      }
+      if (body === undefined) throw new Error('tornado-sse: the answer was cut short or is not JSON');
+      return body;
+    } catch (err) {
+      if (timedOut) throw new Error(`tornado-sse: no answer within ${snapshotTimeoutMs / 1000} s`);
       throw err;
+    } finally {
+      clearTimeout(clock);
+      abort.signal.removeEventListener('abort', onClose);
     }
-    return body;
   }
 
   /**

@@ -305,6 +305,29 @@ describe('follow', {skip: missing}, () => {
     assert.equal(view.status, null);
   });
 
+  test('a snapshot that never answers is given up after snapshotTimeout and tried again', async () => {
+    const range = week();
+    const row = await book(range.start + 3600);
+    let hung = 0;
+    // The first snapshot request is accepted and never answered (a
+    // half-open connection): only its abort signal ends it, as with fetch.
+    const hangOnce = (url, init) => {
+      if (String(url).includes('/api/appointments') && hung++ === 0) {
+        return new Promise((resolve, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason)));
+      }
+      return fetch(url, init);
+    };
+    const retries = [];
+    const view = follow('appointments', {...common, token: adminToken, ...range, fetch: hangOnce, snapshotTimeout: 0.5},
+      {onRetry: (retry) => retries.push(retry)});
+    views.push(view);
+    await view.ready;
+    assert.equal(retries.length, 1);
+    assert.match(String(retries[0].error.message), /no answer within 0.5 s/);
+    assert.deepEqual([...view.rows.keys()], [row.id]);
+    assert.throws(() => follow('appointments', {...common, snapshotTimeout: 0}), /snapshotTimeout/);
+  });
+
   test('refused for one resource, it stops retrying the other', async () => {
     let outages = 0;
     const flaky = async (url, init) => {
