@@ -16,6 +16,7 @@ import datetime as dt
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -405,6 +406,37 @@ async def test_a_snapshot_that_fails_is_retried_until_the_calendar_loads(chromiu
     await within(5, "the rows are shown", lambda: _same(tab, db))
     assert await tab.ids() == booked
     assert await notice.is_hidden()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_request_that_is_never_answered_is_given_up_and_tried_again(chromium, make_server, db):
+    """A server (or proxy) that accepts the directory request and never
+    answers must not leave the calendar loading forever: the page gives up
+    after its bound (shortened here), says so, asks again and goes live."""
+    server = await make_server()
+    today = int(time.time()) // DAY * DAY
+    booked = book(db, today, 0, 10)
+    session = await chromium.session()
+    await session.context.add_init_script("window.tsseRequestTimeoutMs = 1000")
+    held: list[Any] = []
+
+    async def hang_once(route, request) -> None:
+        if not held:
+            held.append(route)  # never answered: only the page's own bound ends it
+            return
+        await route.continue_()
+
+    await session.context.route(f"{server.url}/api/directory", hang_once)
+    tab = await session.open(calendar_url(server), status=None)
+    notice = tab.page.locator("#notice")
+    await notice.wait_for(state="visible", timeout=5000)
+    assert "did not answer within 1 s" in await notice.inner_text()
+    # Asked again a second later: the notice goes, the page is live with its rows.
+    await notice.wait_for(state="hidden", timeout=5000)
+    await tab.wait_status("live", timeout=5000)
+    assert len(held) == 1
+    await within(5, "the rows are shown", lambda: _same(tab, db))
+    assert await tab.ids() == [booked]
 
 
 @pytest.mark.gen_test(timeout=30)

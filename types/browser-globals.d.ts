@@ -10,6 +10,8 @@ interface Window {
   TornadoSSE: Pick<typeof import("../clients/js/index"), "subscribe" | "follow" | "SnapshotError">;
   /** calendar.js: the page's surface for browser tests and support. */
   tsse: any;
+  /** calendar.js: a shorter bound on each request, for browser tests. */
+  tsseRequestTimeoutMs?: number;
 }
 
 /** tornado-sse-global.js defines it on globalThis. */

@@ -149,6 +149,14 @@
   const applied = [];
   let resets = 0; // snapshots reloaded because the stream said reset
 
+  // Every request is bounded: a server that accepted and never answers (a
+  // half-open connection, a stuck proxy) must not leave the page loading or
+  // a button waiting forever. Browser tests shorten it (window.tsseRequestTimeoutMs).
+  const REQUEST_TIMEOUT_MS = Number(window.tsseRequestTimeoutMs) || 30000;
+
+  const unanswered = () => new ApiError(0, `The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s;`
+    + ' the calendar keeps trying.');
+
   /**
    * @param {string} method @param {string} path @param {any} [body]
    * @param {Record<string, string>} [extraHeaders] If-Match, Idempotency-Key
@@ -157,19 +165,25 @@
   async function api(method, path, body, extraHeaders) {
     /** @type {Record<string, string>} */
     const headers = {Accept: 'application/json', ...extraHeaders};
+    const timer = new AbortController();
     /** @type {RequestInit} */
-    const init = {method, credentials: 'same-origin', headers};
+    const init = {method, credentials: 'same-origin', headers, signal: timer.signal};
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
+    const clock = setTimeout(() => timer.abort(), REQUEST_TIMEOUT_MS);
     let res;
+    let data;
     try {
       res = await fetch(path, init);
+      data = res.status === 204 ? null : await res.json().catch(() => null);
     } catch (err) {
-      throw new ApiError(0, `${UNREACHABLE} the calendar keeps trying.`);
+      throw timer.signal.aborted ? unanswered() : new ApiError(0, `${UNREACHABLE} the calendar keeps trying.`);
+    } finally {
+      clearTimeout(clock);
     }
-    const data = res.status === 204 ? null : await res.json().catch(() => null);
+    if (timer.signal.aborted) throw unanswered(); // the body was cut short
     const eventId = Number(res.headers.get('Event-Id'));
     if (eventId > 0) ownEvent(eventId);
     if (!res.ok) {
