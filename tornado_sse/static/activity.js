@@ -11,7 +11,8 @@
  * the whole day (lines from before midnight go; at most LIMIT lines, a
  * memory bound far above a busy desk's day). A change this page made
  * itself (matched by the write's Event-Id) does not flash: the person just
- * saw it happen; its line is marked as theirs.
+ * saw it happen; its line is marked as theirs. describeChange() words a
+ * change ("Anna Berg moved to 11:00, marked paid").
  */
 (function (root) {
   'use strict';
@@ -119,5 +120,80 @@
     return actor.role ? String(actor.role) : 'someone';
   }
 
-  root.TsseActivity = {create: createActivity, actorLabel, FLASH_MS};
+  const STATUS_WORDS = {
+    'confirmed': 'confirmed', 'paid': 'marked paid', 'complete': 'completed', 'unpaid': 'marked unpaid',
+    'pending-confirmation': 'set to pending confirmation', 'in-cart': 'put in a cart',
+    'was-in-cart': 'dropped from a cart', 'cancelled': 'cancelled', 'trash': 'trashed',
+  };
+  const ARRIVAL_WORDS = {'arrived': 'marked arrived', 'no-show': 'marked no-show', 'expected': 'reset to expected'};
+  const clock = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
+  const weekdayTime = new Intl.DateTimeFormat(undefined,
+    {weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
+  /** @param {number} epoch */
+  const dayKey = (epoch) => new Date(epoch * 1000).toDateString();
+
+  /**
+   * An appointment's change in words, for the activity list: to whom, what
+   * happened, by whom ("Anna Berg moved to 11:00, marked paid by
+   * front-desk (admin)"). `old` is the row as this page held it (undefined:
+   * not held, e.g. a week not shown: then the line says what the row is
+   * now), `row` the row after (null: deleted).
+   * @param {any} event @param {string} action the topic's second part
+   * @param {any} old @param {any} row @param {any} directory names (directory.js)
+   * @returns {string}
+   */
+  function describeChange(event, action, old, row, directory) {
+    const a = row || old;
+    const who = a ? directory.customerName(a.customer_id) : `appointment #${event.resource_id}`;
+    const movedDay = old && row && dayKey(old.start) !== dayKey(row.start);
+    const when = (/** @type {any} */ r) => (movedDay || !old ? weekdayTime : clock).format(r.start * 1000);
+    /** @param {number[]} ids */
+    const staffNames = (ids) => (ids || []).map((id) => directory.staffName(id)).join(' & ') || 'nobody';
+    /** @type {string[]} */
+    const parts = [];
+    if (action === 'created') {
+      parts.push(`booked for ${directory.productLabel(row.product_id)} ${weekdayTime.format(row.start * 1000)}`);
+      if (row.overlap_allowed) parts.push('overlap allowed');
+    } else if (action === 'deleted' || action === 'trashed') {
+      parts.push(action);
+    } else if (old && row) {
+      if (old.start !== row.start) parts.push(`moved to ${when(row)}`);
+      else if (old.end !== row.end) parts.push(`now ends ${clock.format(row.end * 1000)}`);
+      if (JSON.stringify(old.staff_ids || []) !== JSON.stringify(row.staff_ids || [])) {
+        parts.push(`reassigned from ${staffNames(old.staff_ids)} to ${staffNames(row.staff_ids)}`);
+      }
+      if (old.status !== row.status) {
+        parts.push(old.status === 'cancelled' ? `restored (${row.status.replace('-', ' ')})`
+          : STATUS_WORDS[row.status] || `set to ${row.status}`);
+      }
+      if (old.customer_status !== row.customer_status) {
+        parts.push(ARRIVAL_WORDS[row.customer_status] || `set to ${row.customer_status}`);
+      }
+      if (old.product_id !== row.product_id) parts.push(`service changed to ${directory.productLabel(row.product_id)}`);
+      if (old.customer_id !== row.customer_id) {
+        parts.push(`customer changed to ${directory.customerName(row.customer_id)}`);
+      }
+      if ((old.notes || '') !== (row.notes || '')) parts.push('notes edited');
+      if (!!old.overlap_allowed !== !!row.overlap_allowed) {
+        parts.push(row.overlap_allowed ? 'overlap allowed' : 'overlap no longer allowed');
+      }
+    } else if (action === 'rescheduled' && row) {
+      parts.push(`moved to ${when(row)}`);
+    } else if (action === 'cancelled') {
+      parts.push('cancelled');
+    } else if (row) {
+      // Not held before: what it was is unknown here, so say what it is.
+      parts.push(`updated: now ${String(row.status).replace(/-/g, ' ')}, ${weekdayTime.format(row.start * 1000)}`);
+    }
+    if (parts.length === 0) parts.push('updated');
+    return `${who} ${parts.join(', ')}${byWhom(event, directory.staffName)}`;
+  }
+
+  /**
+   * " by front-desk (admin)", or nothing from a server that does not say.
+   * @param {any} event @param {(id: number) => string} staffName
+   */
+  const byWhom = (event, staffName) => (event.actor ? ` by ${actorLabel(event.actor, staffName)}` : '');
+
+  root.TsseActivity = {create: createActivity, actorLabel, byWhom, describeChange, FLASH_MS};
 })(globalThis);

@@ -172,7 +172,7 @@
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    const clock = setTimeout(() => timer.abort(), REQUEST_TIMEOUT_MS);
+    const deadline = setTimeout(() => timer.abort(), REQUEST_TIMEOUT_MS);
     let res;
     let data;
     try {
@@ -181,7 +181,7 @@
     } catch (err) {
       throw timer.signal.aborted ? unanswered() : new ApiError(0, `${UNREACHABLE} the calendar keeps trying.`);
     } finally {
-      clearTimeout(clock);
+      clearTimeout(deadline);
     }
     if (timer.signal.aborted) throw unanswered(); // the body was cut short
     const eventId = Number(res.headers.get('Event-Id'));
@@ -414,75 +414,22 @@
   }
 
   /** " by front-desk (admin)", or nothing from a server that does not say. @param {any} event */
-  const byWhom = (event) => (event.actor ? ` by ${TsseActivity.actorLabel(event.actor, directory.staffName)}` : '');
-
-  const STATUS_WORDS = {
-    'confirmed': 'confirmed', 'paid': 'marked paid', 'complete': 'completed', 'unpaid': 'marked unpaid',
-    'pending-confirmation': 'set to pending confirmation', 'in-cart': 'put in a cart',
-    'was-in-cart': 'dropped from a cart', 'cancelled': 'cancelled', 'trash': 'trashed',
-  };
-  const ARRIVAL_WORDS = {'arrived': 'marked arrived', 'no-show': 'marked no-show', 'expected': 'reset to expected'};
+  const byWhom = (event) => TsseActivity.byWhom(event, directory.staffName);
   /** @param {number[]} ids */
   const staffNames = (ids) => (ids || []).map((id) => directory.staffName(id)).join(' & ') || 'nobody';
 
   /*
    * What a person at the desk should notice about a change that just came
-   * in: a line in the activity list that says what happened, to whom, by
-   * whom and when ("10:02 Anna Berg moved to 11:00 by front-desk (admin)"),
-   * and the card flashing (arrived, moved, changed) or fading out (trashed,
-   * deleted), unless the change was this page's own.
+   * in: a line in the activity list that says what happened (activity.js
+   * words it), and the card flashing (arrived, moved, changed) or fading
+   * out (trashed, deleted), unless the change was this page's own.
    */
   function noticeChange(event, action, old, row, own) {
-    const a = row || old;
-    const who = a ? directory.customerName(a.customer_id) : `appointment #${event.resource_id}`;
-    const movedDay = old && row && dayKey(old.start) !== dayKey(row.start);
-    const when = (/** @type {any} */ r) => (movedDay || !old ? weekdayTime : clock).format(r.start * 1000);
-    /** @type {string[]} */
-    const parts = [];
-    if (action === 'created') {
-      parts.push(`booked for ${directory.productLabel(row.product_id)} ${weekdayTime.format(row.start * 1000)}`);
-      if (row.overlap_allowed) parts.push('overlap allowed');
-    } else if (action === 'deleted' || action === 'trashed') {
-      parts.push(action);
-    } else if (old && row) {
-      if (old.start !== row.start) parts.push(`moved to ${when(row)}`);
-      else if (old.end !== row.end) parts.push(`now ends ${clock.format(row.end * 1000)}`);
-      if (JSON.stringify(old.staff_ids || []) !== JSON.stringify(row.staff_ids || [])) {
-        parts.push(`reassigned from ${staffNames(old.staff_ids)} to ${staffNames(row.staff_ids)}`);
-      }
-      if (old.status !== row.status) {
-        parts.push(old.status === 'cancelled' ? `restored (${row.status.replace('-', ' ')})`
-          : STATUS_WORDS[row.status] || `set to ${row.status}`);
-      }
-      if (old.customer_status !== row.customer_status) {
-        parts.push(ARRIVAL_WORDS[row.customer_status] || `set to ${row.customer_status}`);
-      }
-      if (old.product_id !== row.product_id) parts.push(`service changed to ${directory.productLabel(row.product_id)}`);
-      if (old.customer_id !== row.customer_id) {
-        parts.push(`customer changed to ${directory.customerName(row.customer_id)}`);
-      }
-      if ((old.notes || '') !== (row.notes || '')) parts.push('notes edited');
-      if (!!old.overlap_allowed !== !!row.overlap_allowed) {
-        parts.push(row.overlap_allowed ? 'overlap allowed' : 'overlap no longer allowed');
-      }
-    } else if (action === 'rescheduled' && row) {
-      parts.push(`moved to ${when(row)}`);
-    } else if (action === 'cancelled') {
-      parts.push('cancelled');
-    } else if (row) {
-      // A row of a week not shown: what it was is not held, so say what it is.
-      parts.push(`updated: now ${(STATUS_TEXT[row.status] || row.status).toLowerCase()},`
-        + ` ${weekdayTime.format(row.start * 1000)}`);
-    }
-    if (parts.length === 0) parts.push('updated');
-    activity.note(event, `${who} ${parts.join(', ')}${byWhom(event)}`, own);
+    activity.note(event, TsseActivity.describeChange(event, action, old, row, directory), own);
     if (action === 'trashed' || action === 'deleted') leaving.add(event.resource_id);
     else if (own) activity.unflash(event.resource_id); // the person just made the card what it is
     else activity.flash(event.resource_id);
   }
-
-  /** @param {number} epoch */
-  const dayKey = (epoch) => new Date(epoch * 1000).toDateString();
 
   function noteEvent(id) {
     lastEventId = id;
