@@ -194,7 +194,8 @@ class Hub:
         if events[0].id <= self.last_id:
             raise ValueError(f"event {events[0].id} is not after {self.last_id}")
         self._window.extend(events)
-        self._bytes += sum(e.size for e in events)
+        for event in events:
+            self._bytes += event.size
         self.last_id = events[-1].id
         self._trim()
 
