@@ -7,7 +7,7 @@ write one proven notification to one of N detached streams.
 It complements ``run.py --scenarios scoped`` (the real thing, end to end)
 with a figure that a shared, busy machine barely moves: ``run.py``'s
 server CPU per event swings by ±20 % between back-to-back runs when other
-work shares the two cores, this one by about ±2 %, so a change of a few
+work shares the two cores, this one by about ±5 %, so a change of a few
 microseconds in the Python path shows here first (bench/RESULTS.md, issue
 21 round 3). What it leaves out is exactly what it cannot make stable: the
 event loop's wake-up, reading the LISTEN socket, and the loopback TCP
