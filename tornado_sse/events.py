@@ -49,11 +49,9 @@ class Event(NamedTuple):
     json: str
     frame: bytes
     chunk: bytes
-
-    @property
-    def size(self) -> int:
-        """Bytes this event holds in memory (its three encodings), roughly."""
-        return len(self.json) + len(self.frame) + len(self.chunk)
+    #: Bytes this event holds in memory (its three encodings), roughly;
+    #: counted once, for the hub's window adds and drops it per event.
+    size: int
 
     @classmethod
     def from_notification(cls, body: str) -> Event:
@@ -94,17 +92,21 @@ def _ids(text: str) -> frozenset[int] | None:
     """An audience field of the notification: "-" is NULL, "" is empty."""
     if text == "-":
         return None
+    if text.isdigit():  # one id, the common case: no split
+        return frozenset((int(text),))
     return frozenset(map(int, text.split(","))) if text else frozenset()
 
 
-def _encode(envelope: str, topic: str, eid: int) -> tuple[bytes, bytes]:
-    """The SSE frame and its HTTP chunk, by formatting (one line of data:
-    PostgreSQL's JSON text never holds a raw CR or LF, nor NUL)."""
+def _encode(envelope: str, topic: str, eid: int) -> tuple[bytes, bytes, int]:
+    """The SSE frame, its HTTP chunk and the event's size, by formatting
+    (one line of data: PostgreSQL's JSON text never holds a raw CR or LF,
+    nor NUL)."""
     if "\n" in envelope or "\r" in envelope or "\0" in envelope or topic not in _TOPICS:
         frame = sse.frame(envelope, event=topic, id=eid)  # any other text: the general rules
     else:
         frame = f"id: {eid}\nevent: {topic}\ndata: {envelope}\n\n".encode()
-    return frame, b"%x\r\n%b\r\n" % (len(frame), frame)
+    chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
+    return frame, chunk, len(envelope) + len(frame) + len(chunk)
 
 
 class Encoding(enum.Enum):
@@ -121,6 +123,9 @@ def join(events: Sequence[Event], encoding: Encoding) -> bytes:
     The hub calls it once per group and wake-up; a stream calls it only when
     it must send part of a batch (a one-shot limit) or a replay.
     """
+    if len(events) == 1:  # most wake-ups carry one event: its own bytes, no copy
+        event = events[0]
+        return event.chunk if encoding is Encoding.CHUNKED else event.frame if encoding is Encoding.RAW else b""
     if encoding is Encoding.CHUNKED:
         return b"".join([e.chunk for e in events])
     if encoding is Encoding.RAW:

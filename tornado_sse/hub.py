@@ -64,18 +64,36 @@ def _staff_key(flt: Filter) -> int | None:
     return flt.audience_staff_id if flt.audience_staff_id is not None else flt.staff_id
 
 
+class _Group:
+    """The subscribers of one (filter, encoding), and whether that filter
+    takes every event, worked out once when the group is made.
+
+    The hub routes events to these objects, never to their keys: a key's
+    hash is two Python-level ``__hash__`` calls (a dataclass and an enum),
+    which cost more per event than the routing itself (issue 21, round 3).
+    """
+
+    __slots__ = ("encoding", "everything", "filter", "subs")
+
+    def __init__(self, key: _GroupKey) -> None:
+        self.filter, self.encoding = key
+        self.subs: set[Subscriber] = set()
+        #: Every event matches (the common admin stream).
+        self.everything = self.filter.everything
+
+
 class Hub:
     """One per process. Not thread-safe: used from the IOLoop only."""
 
     def __init__(self, *, window: int = 10000, window_bytes: int = 0) -> None:
-        self._groups: dict[_GroupKey, set[Subscriber]] = {}
+        self._groups: dict[_GroupKey, _Group] = {}
         # The index that makes fan-out cost per delivery, not per audience:
         # groups whose filter names a staff member (a staff token's audience,
         # or ?staff_id=) can only match appointment events of that staff
         # member, so such an event visits only their groups; every other
         # group is "broad" and sees every event.
-        self._by_staff: dict[int, set[_GroupKey]] = {}
-        self._broad: set[_GroupKey] = set()
+        self._by_staff: dict[int, set[_Group]] = {}
+        self._broad: set[_Group] = set()
         # One object for many equal filters (every admin stream's, say): a
         # stream holds the shared one, so the collector walks it once.
         self._filters: dict[Filter, Filter] = {}
@@ -101,11 +119,11 @@ class Hub:
         self.started = True
 
     def __len__(self) -> int:
-        return sum(len(g) for g in self._groups.values())
+        return sum(len(g.subs) for g in self._groups.values())
 
     def subscribers(self) -> list[Subscriber]:
         """Every current subscriber (a snapshot, safe to mutate the hub while iterating)."""
-        return [s for g in self._groups.values() for s in g]
+        return [s for g in self._groups.values() for s in g.subs]
 
     # -- subscriptions -----------------------------------------------------
     def shared_filter(self, flt: Filter) -> Filter:
@@ -119,32 +137,32 @@ class Hub:
         key = (sub.filter, sub.encoding)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = set()
+            group = self._groups[key] = _Group(key)
             self._filters.setdefault(sub.filter, sub.filter)
             staff = _staff_key(sub.filter)
             if staff is None:
-                self._broad.add(key)
+                self._broad.add(group)
             else:
-                self._by_staff.setdefault(staff, set()).add(key)
-        group.add(sub)
+                self._by_staff.setdefault(staff, set()).add(group)
+        group.subs.add(sub)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Remove ``sub``; a no-op when it is not subscribed."""
         key = (sub.filter, sub.encoding)
         group = self._groups.get(key)
         if group is not None:
-            group.discard(sub)
-            if not group:
+            group.subs.discard(sub)
+            if not group.subs:
                 del self._groups[key]
                 if not any((sub.filter, encoding) in self._groups for encoding in Encoding):
                     self._filters.pop(sub.filter, None)
                 staff = _staff_key(sub.filter)
                 if staff is None:
-                    self._broad.discard(key)
+                    self._broad.discard(group)
                 else:
-                    keys = self._by_staff[staff]
-                    keys.discard(key)
-                    if not keys:
+                    groups = self._by_staff[staff]
+                    groups.discard(group)
+                    if not groups:
                         del self._by_staff[staff]
 
     def events_after(self, cursor: int) -> list[Event] | None:
@@ -176,20 +194,21 @@ class Hub:
         if events[0].id <= self.last_id:
             raise ValueError(f"event {events[0].id} is not after {self.last_id}")
         self._window.extend(events)
-        self._bytes += sum(e.size for e in events)
+        for event in events:
+            self._bytes += event.size
         self.last_id = events[-1].id
         self._trim()
 
         upto = self.last_id
         deliveries = sent = 0
-        for key, matched in self._route(events):
-            group = self._groups.get(key)
-            if not group:
+        for group, matched in self._route(events):
+            subs = group.subs
+            if not subs:
                 continue  # emptied by a delivery earlier in this batch
-            data = join(matched, key[1])
-            deliveries += len(matched) * len(group)
-            sent += len(data) * len(group)
-            for sub in list(group):
+            data = join(matched, group.encoding)
+            deliveries += len(matched) * len(subs)
+            sent += len(data) * len(subs)
+            for sub in list(subs):
                 try:
                     sub.deliver(matched, data, upto)
                 except Exception:  # one broken stream must not stop the others
@@ -198,32 +217,35 @@ class Hub:
                     sub.close("error")
         return deliveries, sent
 
-    def _route(self, events: Sequence[Event]) -> list[tuple[_GroupKey, Sequence[Event]]]:
+    def _route(self, events: Sequence[Event]) -> list[tuple[_Group, Sequence[Event]]]:
         """Each group with its matching events (in id order), visiting only
         the groups an event can reach: broad groups see every event; staff
         groups see the appointment events of their staff member and the
         events that concern everyone (availability rules)."""
-        routed: list[tuple[_GroupKey, Sequence[Event]]] = []
-        for key in list(self._broad):
-            flt = key[0]
-            matched = events if flt.everything else [e for e in events if flt.matches(e)]
+        routed: list[tuple[_Group, Sequence[Event]]] = []
+        for group in list(self._broad):
+            flt = group.filter
+            matched = events if group.everything else [e for e in events if flt.matches(e)]
             if matched:
-                routed.append((key, matched))
-        if not self._by_staff:
-            return routed
-        keyed: dict[_GroupKey, list[Event]] = {}
+                routed.append((group, matched))
         by_staff = self._by_staff
+        if not by_staff:
+            return routed
+        keyed: dict[_Group, list[Event]] = {}
         for event in events:
             if event.resource == "appointment" and event.staff_ids is not None:
                 for staff in event.staff_ids:
-                    for key in by_staff.get(staff, ()):
-                        if key[0].matches(event):
-                            keyed.setdefault(key, []).append(event)
+                    for group in by_staff.get(staff, ()):
+                        if group.filter.matches(event):
+                            if group in keyed:
+                                keyed[group].append(event)
+                            else:
+                                keyed[group] = [event]
             else:
-                for keys in by_staff.values():
-                    for key in keys:
-                        if key[0].matches(event):
-                            keyed.setdefault(key, []).append(event)
+                for groups in by_staff.values():
+                    for group in groups:
+                        if group.filter.matches(event):
+                            keyed.setdefault(group, []).append(event)
         routed.extend(keyed.items())
         return routed
 

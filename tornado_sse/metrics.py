@@ -105,8 +105,10 @@ class Metrics:
         self.rejected: Mapping[str, int] = {}
         r.register(_HotPath(self))
 
-        #: Commit-to-fan-out delay of the newest batch, seconds (for /healthz).
-        self.last_lag: float | None = None
+        # Commit-to-fan-out delay of the newest batch, seconds, as measured
+        # (rounded only when /healthz reads it: a float round costs a decimal
+        # conversion, too much for every event).
+        self._last_lag: float | None = None
 
     def stream_opened(self, route: str) -> None:
         self.open_streams.labels(route).inc()
@@ -124,8 +126,16 @@ class Metrics:
         self.deliveries += deliveries
         self.bytes_sent += sent
         self.fanout.observe(fanout_seconds)
-        lag = self.last_lag = round(max(0.0, time.time() - events[-1].created_at), 6)
+        lag = time.time() - events[-1].created_at
+        if lag < 0.0:  # another host's clock, a little ahead
+            lag = 0.0
+        self._last_lag = lag
         self.commit_to_send.observe(lag)
+
+    @property
+    def last_lag(self) -> float | None:
+        """Commit-to-fan-out delay of the newest batch, seconds (for /healthz)."""
+        return None if self._last_lag is None else round(self._last_lag, 6)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
