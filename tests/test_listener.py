@@ -5,6 +5,7 @@ by cursor, and nothing is lost or repeated either way."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 import psycopg
 import pytest
@@ -15,6 +16,7 @@ from tests.fix_server import auth
 from tests.streams import event_ids
 from tornado_sse.eventlog import events_after
 from tornado_sse.events import COLUMNS, Event
+from tornado_sse.listener import _Mac
 from tornado_sse.testing.sse_client import open_stream
 
 
@@ -40,6 +42,16 @@ def test_event_from_its_notification_is_byte_for_byte_the_event_from_its_row(db)
         a, b = Event.from_notification(proven_body(key, text)), Event.from_row(row)
         assert a == b, (a, b)
         assert a.json.encode() == b.json.encode() and a.frame == b.frame and a.chunk == b.chunk
+
+
+@pytest.mark.parametrize("length", [1, 32, 63, 64, 65, 200])
+def test_the_precomputed_mac_is_the_standard_hmac_for_any_key_length(length):
+    """_Mac (the listener's HMAC with its pads hashed once) gives exactly
+    hmac.digest's answer, for sql/004's 32-byte keys and any other length."""
+    key = bytes((7 * i) % 256 for i in range(length))
+    mac = _Mac(key)
+    for body in (b"", b"{}", "é".encode() * 500):
+        assert mac.hexdigest(body) == hmac.digest(key, body, "sha256").hex().encode()
 
 
 @pytest.mark.parametrize("text", [

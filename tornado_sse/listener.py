@@ -489,8 +489,11 @@ class _Mac:
     __slots__ = ("_inner", "_outer")
 
     def __init__(self, key: bytes) -> None:
-        # sql/004's keys are 32 bytes (its CHECK), shorter than SHA-256's
-        # 64-byte block: zero-padded, never hashed first.
+        # sql/004's keys are 32 bytes (its CHECK); RFC 2104 all the same: a
+        # key longer than SHA-256's 64-byte block is hashed first, a shorter
+        # one zero-padded.
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
         key = key.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
