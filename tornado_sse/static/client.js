@@ -1167,6 +1167,8 @@ export function follow(resources, range, handlers = {}) {
     async setRange(/** @type {FollowRange} */ next) {
       if (!hasAppointments) throw new TypeError('tornado-sse: setRange() is for appointments');
       const wanted = spanOf(next);
+      // Refused here, changing nothing: the server would answer 400.
+      if (!(wanted.end > wanted.start)) throw new RangeError('tornado-sse: setRange() needs end after start');
       await ready;
       /** @param {{start: number, end: number} | null} s */
       const same = (s) => s !== null && s.start === wanted.start && s.end === wanted.end;
@@ -1179,6 +1181,10 @@ export function follow(resources, range, handlers = {}) {
       rangeLoad = loading;
       try {
         await loading;
+      } catch (err) {
+        // Refused (a 4xx): the follow stays on the range it had.
+        if (nextSpan === wanted) nextSpan = null;
+        throw err;
       } finally {
         if (rangeLoad === loading) rangeLoad = null;
       }

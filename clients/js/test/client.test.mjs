@@ -226,6 +226,9 @@ describe('follow', {skip: missing}, () => {
     await until('the update in the new range', () => view.rows.get(there.id).status === 'complete');
     assert.ok(!view.rows.has(here.id));
 
+    // A range that ends before it starts is refused at once and changes nothing.
+    await assert.rejects(view.setRange({start: second.end, end: second.start}), RangeError);
+    assert.deepEqual([...view.rows.keys()], [there.id]);
     assert.equal(view.status, 'live');
     assert.equal(view.lastEventId, await newestEventId());
     // One stream: every event once, in order, each news to the rows.
@@ -268,6 +271,31 @@ describe('follow', {skip: missing}, () => {
     await loading;
     assert.deepEqual([...view.rows.keys()], [mover.id]); // the old week's row left; the moved one stayed
     assert.ok(!view.rows.has(stays.id));
+  });
+
+  test('a new range the server refuses leaves the follow on the range it had', async () => {
+    const range = week();
+    const refused = week();
+    const row = await book(range.start + 3600);
+    const asked = [];
+    const refusing = async (url, init) => {
+      if (String(url).includes('/api/appointments')) asked.push(String(url));
+      if (String(url).includes(`start=${refused.start}`)) {
+        return new Response('{"code":"rest_invalid_param","message":"no","data":{"status":400}}',
+          {status: 400, headers: {'Content-Type': 'application/json'}});
+      }
+      return fetch(url, init);
+    };
+    const view = follow('appointments', {...common, token: adminToken, ...range, fetch: refusing});
+    views.push(view);
+    await view.ready;
+    await assert.rejects(view.setRange(refused), (err) => err instanceof SnapshotError && err.status === 400);
+    const before = asked.length;
+    await view.setRange(range); // the range it has: nothing to load
+    assert.equal(asked.length, before);
+    await api('PATCH', `/api/appointments/${row.id}`, {status: 'paid'});
+    await until('the update', () => view.rows.get(row.id)?.status === 'paid');
+    assert.deepEqual([...view.rows.keys()], [row.id]);
   });
 
   test('a snapshot answered 429 is tried again after its Retry-After', async () => {
