@@ -248,9 +248,21 @@ async def test_the_calendar_follows_the_week_it_shows_on_one_stream_and_filters_
     snapshots: list[str] = []
     tab.page.on("request", lambda r: snapshots.append(r.url) if "/api/appointments?" in r.url else None)
 
+    # Next week's rows are held back a second on the way: meanwhile the page
+    # says it is loading them, rather than showing an empty week as if free.
+    async def slow(route, request) -> None:
+        await asyncio.sleep(1)
+        await route.continue_()
+
+    await tab.page.route("**/api/appointments?*", slow)
     await tab.page.evaluate("() => window.tsse.calendar.next()")
+    await tab.wait("() => document.body.dataset.loadingRows === 'true'", timeout=2000)
+    assert "loading these days" in await tab.page.inner_text("#status-badge")
+    await tab.wait("() => document.body.dataset.loadingRows === 'false'", timeout=5000)
+    await tab.page.unroute("**/api/appointments?*", slow)
     await within(5, "next week's rows", lambda: _same(tab, db))
     assert await tab.ids() == [there] and len(snapshots) == 1
+    assert "loading" not in await tab.page.inner_text("#status-badge")
     execute(db, "UPDATE appointments SET start_at = start_at - interval '14 days',"
                 " end_at = end_at - interval '14 days' WHERE id = %s", (later,))
     await tab.wait_shown(later)

@@ -307,9 +307,21 @@
    */
   function followView() {
     const {activeStart, activeEnd} = calendar.view;
+    // Until they are in, an empty week would read as "no bookings": say so.
+    rangeLoads++;
+    showRangeLoading();
     return feed.setRange({start: activeStart, end: activeEnd}).catch((/** @type {any} */ err) => {
       if (started) showError(err);
+    }).finally(() => {
+      rangeLoads--;
+      showRangeLoading();
     });
+  }
+
+  let rangeLoads = 0; // navigations whose rows are on their way
+  function showRangeLoading() {
+    document.body.dataset.loadingRows = String(rangeLoads > 0);
+    updateBadge();
   }
 
   /*
@@ -1035,7 +1047,8 @@
   function updateBadge() {
     let text = STATUS_LABELS[status] || status;
     // An ended session gets nothing more: its label says it all.
-    if (!ended && lastEventAt != null) text += ` · last change ${age(Date.now() - lastEventAt)} ago`;
+    if (!ended && rangeLoads > 0) text += ' · loading these days…';
+    else if (!ended && lastEventAt != null) text += ` · last change ${age(Date.now() - lastEventAt)} ago`;
     else if (!ended && started) text += ' · no changes yet';
     els.badge.textContent = text;
     els.badge.dataset.status = status;
