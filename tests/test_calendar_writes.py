@@ -457,3 +457,37 @@ async def test_a_double_booking_or_closed_time_is_named_and_booked_only_on_purpo
 
 async def _answered(requests: list[Any], n: int) -> bool:
     return len(requests) >= n and await requests[n - 1].response() is not None
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_a_change_whose_answer_never_comes_says_not_confirmed_and_the_stream_shows_it_was_made(
+        chromium, make_server, db):
+    """The server made the change but its answer never reached the page (a
+    half-open connection): after the page's bound (shortened here) the panel
+    says "Not confirmed", not "Not saved", and does not send it again; the
+    stream then shows the change was made."""
+    add_directory(db)
+    server = await make_server()
+    session = await chromium.session()
+    await session.context.add_init_script("window.tsseRequestTimeoutMs = 1000")
+    tab = await session.open(calendar_url(server))
+    week_start, _ = await tab.week()
+    x = book(db, week_start, 2, 10, overlap_allowed=False, **ANNA)
+    await tab.wait_shown(x)
+    await open_panel(tab, x)
+    sent: list[str] = []
+
+    async def made_but_unanswered(route, request) -> None:
+        sent.append(request.method)
+        await route.fetch()  # the server applies it; the answer is never passed on
+
+    await tab.page.route(f"**/api/appointments/{x}", made_but_unanswered)
+    await tab.page.click('#details-actions button[data-action="paid"]')
+    error = tab.page.locator("#details-error")
+    await tab.wait("() => document.getElementById('details-error').textContent !== ''", timeout=5000)
+    text = await error.inner_text()
+    assert text.startswith("Not confirmed — “Mark paid”") and "did not answer within 1 s" in text, text
+    assert "if the change was made, the calendar shows it in a moment" in text, text
+    assert row(db, x) == ("paid", "expected")
+    await tab.wait("id => window.tsse.appointment(id).status === 'paid'", x, timeout=5000)
+    assert sent == ["PATCH"]  # not sent again

@@ -341,7 +341,11 @@
       } catch (failure) {
         const err = /** @type {any} */ (failure);
         if (err.status === 401) onError(err);
-        else error.textContent = `Not saved — “${action.label}” for ${describe(a.id)}: ${err.message}`;
+        else {
+          // No answer (status 0): the change may have been made; the words say so.
+          error.textContent = `${err.status === 0 ? 'Not confirmed' : 'Not saved'} — “${action.label}”`
+            + ` for ${describe(a.id)}: ${err.message}`;
+        }
       } finally {
         button.removeAttribute('aria-busy');
       }

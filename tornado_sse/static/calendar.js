@@ -154,8 +154,15 @@
   // a button waiting forever. Browser tests shorten it (window.tsseRequestTimeoutMs).
   const REQUEST_TIMEOUT_MS = Number(window.tsseRequestTimeoutMs) || 30000;
 
-  const unanswered = () => new ApiError(0, `The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s;`
-    + ' the calendar keeps trying.');
+  // What happens next, in words: reads are asked again; a change is not
+  // (a retried PATCH would meet itself as someone else's change), and
+  // whether it was made shows on the calendar through the stream.
+  /** @param {string} method @param {string} path */
+  const afterFailure = (method, path) => (method !== 'GET' && path.startsWith('/api/')
+    ? ' if the change was made, the calendar shows it in a moment.' : ' the calendar keeps trying.');
+  /** @param {string} method @param {string} path */
+  const unanswered = (method, path) => new ApiError(0,
+    `The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s;${afterFailure(method, path)}`);
 
   /**
    * @param {string} method @param {string} path @param {any} [body]
@@ -179,11 +186,11 @@
       res = await fetch(path, init);
       data = res.status === 204 ? null : await res.json().catch(() => null);
     } catch (err) {
-      throw timer.signal.aborted ? unanswered() : new ApiError(0, `${UNREACHABLE} the calendar keeps trying.`);
+      throw timer.signal.aborted ? unanswered(method, path) : new ApiError(0, `${UNREACHABLE}${afterFailure(method, path)}`);
     } finally {
       clearTimeout(deadline);
     }
-    if (timer.signal.aborted) throw unanswered(); // the body was cut short
+    if (timer.signal.aborted) throw unanswered(method, path); // the body was cut short
     const eventId = Number(res.headers.get('Event-Id'));
     if (eventId > 0) ownEvent(eventId);
     if (!res.ok) {
@@ -895,7 +902,9 @@
       return (await writes.change(a, body, label)) !== null;
     } catch (err) {
       if (err.status === 401) showError(err);
-      else showNotice([`Not saved — ${label} (${describeId(a.id)}): ${err.message}`], 'error');
+      // No answer (status 0): the change may have been made; the words say so.
+      else showNotice([`${err.status === 0 ? 'Not confirmed' : 'Not saved'} — ${label} (${describeId(a.id)}):`
+        + ` ${err.message}`], 'error');
       return false;
     }
   }
