@@ -83,13 +83,9 @@ class ResourceHandler(BaseHandler):
 
     def expected_version(self) -> rows.Expect | None:
         """If-Match as a test of the current version (None: no header)."""
-        raw = self.request.headers.get("If-Match")
-        if raw is None:
+        if "If-Match" not in self.request.headers:
             return None
-        try:
-            versions = if_match(raw)
-        except Invalid as exc:
-            raise invalid_params({"If-Match": f"If-Match {exc}."}) from None
+        versions = self.header("If-Match", if_match)
         if versions is None:  # "*": any current row
             return lambda _version: True
         return lambda version: version in versions

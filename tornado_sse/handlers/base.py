@@ -12,7 +12,8 @@ import hashlib
 import json
 import logging
 from asyncio import Future
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg_pool import PoolTimeout
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ..context import Context
 
 log = logging.getLogger("tornado_sse.http")
+_T = TypeVar("_T")
 
 #: Database errors that mean "answering, but not in time" (SPEC §7); a
 #: serialization failure or deadlock (class 40) is worth a retry as well.
@@ -283,17 +285,21 @@ class BaseHandler(RequestHandler):
         except Invalid:
             raise invalid_params({"body": "The body is not valid JSON."}) from None
 
+    def header(self, name: str, parse: Callable[[str], _T]) -> _T:
+        """Header ``name`` (the caller checked it is there) through its
+        validator; a 400 naming the header when it does not pass."""
+        try:
+            return parse(self.request.headers[name])
+        except Invalid as exc:
+            raise invalid_params({name: f"{name} {exc}."}) from None
+
     def idempotency(self, principal: Principal, body: Any) -> Idempotency | None:
         """The POST's Idempotency-Key (SPEC §8), scoped to the token's
         subject (one client's keys never answer another's), with a hash of
         the request: method, path and body."""
-        raw = self.request.headers.get("Idempotency-Key")
-        if raw is None:
+        if "Idempotency-Key" not in self.request.headers:
             return None
-        try:
-            key = idempotency_key(raw)
-        except Invalid as exc:
-            raise invalid_params({"Idempotency-Key": f"Idempotency-Key {exc}."}) from None
+        key = self.header("Idempotency-Key", idempotency_key)
         who = principal.subject if principal.subject is not None else (principal.staff_id or "")
         request = f"{self.request.method} {self.request.path}\n" + json.dumps(
             body, sort_keys=True, separators=(",", ":"))
