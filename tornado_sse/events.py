@@ -8,7 +8,9 @@ An event arrives in one of two ways: a row read by cursor
 (:meth:`Event.from_row`) or the body of a notification whose proof the
 listener has checked (:meth:`Event.from_notification`, sql/004). Both build
 the same bytes. The notification path only slices and formats: it runs
-once per event per server, so it does no JSON decoding (issue 21).
+once per event per server, so it does no JSON decoding (issue 21). Where
+the C extension is built, :data:`from_proven_notification` does the proof
+and this parse in one call for the common shape (tornado_sse/_notice.c).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from . import sse
 
@@ -107,6 +109,32 @@ def _encode(envelope: str, topic: str, eid: int) -> tuple[bytes, bytes, int]:
         frame = f"id: {eid}\nevent: {topic}\ndata: {envelope}\n\n".encode()
     chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
     return frame, chunk, len(envelope) + len(frame) + len(chunk)
+
+
+class FastPath(Protocol):
+    """``_notice.event``: ``(payload, inner, outer) -> Event | None``."""
+
+    def __call__(self, payload: bytes, inner: Any, outer: Any, /) -> Event | None: ...
+
+
+def _fast_path() -> FastPath | None:
+    """The C extension's notification parser, configured with this module's
+    topics and Event class; None where it was not built (no C compiler)."""
+    try:
+        from . import _notice
+    except ImportError:
+        return None
+    _notice.configure(TOPICS, tuple(sorted(_RESOURCES)), Event)
+    fast: FastPath = _notice.event
+    return fast
+
+
+#: Proof and parse of a trigger notification in one C call (the listener's
+#: per-event hot path): the payload's Event if its HMAC checks under the
+#: two pad states and it has the common shape, else None, and the listener
+#: decides with :meth:`Event.from_notification` and its own proof check.
+#: None where the extension is not built.
+from_proven_notification: FastPath | None = _fast_path()
 
 
 class Encoding(enum.Enum):

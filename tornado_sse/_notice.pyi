@@ -1,0 +1,6 @@
+"""Types of the C extension ``tornado_sse._notice`` (see _notice.c)."""
+
+from typing import Any
+
+def configure(topics: tuple[str, ...], resources: tuple[str, ...], event_class: type[tuple[Any, ...]], /) -> None: ...
+def event(payload: bytes, inner: Any, outer: Any, /) -> Any: ...
