@@ -16,7 +16,8 @@ from tests.fix_server import auth
 from tests.streams import event_ids
 from tornado_sse import listener as listener_module
 from tornado_sse.eventlog import events_after
-from tornado_sse.events import COLUMNS, Event
+from tornado_sse.events import COLUMNS, Event, from_proven_notification
+from tornado_sse.hub import Hub
 from tornado_sse.listener import _Mac
 from tornado_sse.testing.sse_client import open_stream
 
@@ -66,13 +67,41 @@ def test_a_notification_in_another_shape_is_refused_not_misread(text):
 
 
 @pytest.mark.parametrize("path", ["C", "Python"])
+@pytest.mark.gen_test(timeout=10)
+async def test_forgeries_during_a_catch_up_ask_only_for_the_rate_limited_read(path, monkeypatch):
+    """A payload without a proof that arrives while a catch-up reads asks for
+    the read that forgeries get (at most one per UNPROVEN_READ_EVERY); only a
+    proven one asks for an immediate read after it (it may have committed
+    after the read's snapshot). Before, any notification during a read asked
+    for an immediate one, so a flood timed over reads made the listener read
+    back to back (tests/test_trust.py's ten-a-second bound, broken under load)."""
+    if path == "Python":
+        monkeypatch.setattr(listener_module, "from_proven_notification", None)
+    key = bytes(range(32))
+    listener = listener_module.Listener("", Hub())
+    listener._key = _Mac(key)
+    body = (b'1 1733044800.5 5 456 appointment.created appointment 9 {"id":1,"topic":"appointment.created",'
+            b'"resource":"appointment","resource_id":9,"payload":{},"ts":1733044800,"actor":null}')
+    genuine = hmac.new(key, body, "sha256").hexdigest().encode() + b" " + body
+    forged = b"0" * 64 + b" " + body
+    async with listener._reading:  # a catch-up is reading
+        listener._take([(forged, 1)])
+        asked = (listener._wanted.is_set(), listener._must_read)
+        assert asked == (True, False)
+        assert listener.rejected["unproven"] == 1
+        listener._take([(genuine, 1)])
+        assert listener._must_read
+    assert listener.cursor == 0  # nothing published while the read was running
+
+
+@pytest.mark.parametrize("path", ["C", "Python"])
 @pytest.mark.gen_test(timeout=40)
 async def test_single_event_commits_reach_streams_with_no_query_per_wake_up(make_server, db, path, monkeypatch):
     """Either way of taking a notification (the C extension's, or the
     listener's Python path where it is not built) publishes it as it is."""
     if path == "Python":
         monkeypatch.setattr(listener_module, "from_proven_notification", None)
-    elif listener_module.from_proven_notification is None:
+    elif from_proven_notification is None:
         pytest.skip("C extension not built (tests/test_notice.py says whether it should be)")
     server = await make_server()
     conn = await open_stream(server.url + "/sse", auth())

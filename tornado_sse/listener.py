@@ -340,9 +340,13 @@ class Listener:
         skipped (a replayed genuine payload is one of these).
         """
         self._last_heard = self.last_contact = time.monotonic()
-        # While a catch-up reads, it must read these too: publish none here.
+        # While a catch-up reads, it must read these too: publish none here,
+        # and read again after it for each proven one (it may have committed
+        # after the read's snapshot). An unproven payload asks only for the
+        # rate-limited read, during a catch-up too: else a flood of
+        # forgeries timed over reads made the listener read back to back.
         chain = not self._reading.locked()
-        read = not chain
+        read = False
         unproven = False
         events: list[Event] = []
         expected = self.cursor + 1
@@ -361,6 +365,7 @@ class Listener:
                         unproven = True
                     continue
                 if not chain:
+                    read = True
                     continue
                 if body.isdigit():  # the id of an event too large for a notification
                     read, chain = True, False
@@ -372,6 +377,7 @@ class Listener:
                     read, chain = True, False
                     continue
             elif not chain:
+                read = True
                 continue
             if event.id < expected:
                 continue
