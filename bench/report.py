@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-SYSTEMS = ("tornado_sse", "nchan", "starlette")
+SYSTEMS = ("tornado_sse", "nchan", "starlette", "pyfloor")
 Doc = dict[str, Any]
 
 
@@ -363,7 +363,9 @@ def scoped_section(doc: Doc) -> list[str]:
          "one channel per staff member (`POST /pub/<staff>`, `GET /sub/<staff>`). Each event concerns "
          "one staff member and reaches exactly one stream. CPU per event = CPU seconds from the first "
          "publish to the last frame ÷ events (µs); latency over every delivery, from just before the "
-         "INSERT/POST.", "",
+         "INSERT/POST." + (" pyfloor: bench/pyfloor.py, the least a Python asyncio server does per "
+                           "event (wake, read the notification, format, one write), a yardstick for "
+                           "tornado_sse's own share." if "pyfloor" in present else ""), "",
          "| streams | events | system | server CPU µs/event | PostgreSQL CPU µs/event | load client "
          "CPU µs/event | publish → client p50 / p99 / max, ms | frames received / expected | "
          "lost + dup + unexpected |",

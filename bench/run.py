@@ -38,7 +38,7 @@ from harness import BENCH, HarnessError, log, raise_nofile, snapshot_source
 from meters import machine
 from nchan import Nchan, nchan_version
 from report import render
-from session import SCENARIOS, SYSTEMS, Session
+from session import EXTRA_SYSTEMS, SCENARIOS, SYSTEMS, Session
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs, harmless
 
@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: every scenario at small sizes, 1 round (< 2 minutes)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of " + ",".join(SCENARIOS))
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma list of " + ",".join(SYSTEMS))
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help="comma list of " + ",".join(SYSTEMS) + " (and the yardstick " + ",".join(EXTRA_SYSTEMS) + ")")
     p.add_argument("--rounds", type=int, default=5, help="rounds of the burst scenario")
     p.add_argument("--paced-rounds", type=int, default=1)
     p.add_argument("--idle-rounds", type=int, default=1)
@@ -125,8 +126,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if s not in SCENARIOS:
             p.error(f"unknown scenario {s}")
     for s in a.systems:
-        if s not in SYSTEMS:
+        if s not in SYSTEMS + EXTRA_SYSTEMS:
             p.error(f"unknown system {s}")
+    if "pyfloor" in a.systems and a.scenarios != ["scoped"]:
+        p.error("pyfloor (the Python floor, bench/pyfloor.py) runs the scoped scenario only: --scenarios scoped")
     try:
         a.scoped_sizes = ints(str(a.scoped_sizes))
         a.servers_counts = ints(str(a.servers_counts))

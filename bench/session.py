@@ -16,10 +16,12 @@ from harness import HarnessError, log
 from meters import LoadClient
 from nchan import Nchan, find_nginx
 from scenarios import Result, Rig
-from systems import Database, Starlette, System, TornadoSSE
+from systems import Database, DbPublished, PyFloor, Starlette, System, TornadoSSE
 from writeside import write_side
 
 SYSTEMS = ("tornado_sse", "nchan", "starlette")
+#: Named only on purpose (--systems), never in a default run: yardsticks.
+EXTRA_SYSTEMS = ("pyfloor",)
 SCENARIOS = ("burst", "paced", "idle", "scoped", "servers", "write")
 
 
@@ -115,7 +117,7 @@ class Session:
                 ts.start()
 
     def ordered(self) -> list[tuple[str, System]]:
-        return [(s, self.systems[s]) for s in SYSTEMS if s in self.systems]
+        return [(s, self.systems[s]) for s in SYSTEMS + EXTRA_SYSTEMS if s in self.systems]
 
     def pause(self) -> None:
         time.sleep(self.args.pause)
@@ -141,6 +143,8 @@ class Session:
                                                 [x for x in a.tornado_patch.split(",") if x])
             elif name == "starlette":
                 self.systems[name] = Starlette(self.workdir, template)
+            elif name == "pyfloor":
+                self.systems[name] = PyFloor(self.workdir, self.db)
             elif name == "nchan":
                 nginx, module = find_nginx()
                 if not nginx or not module:
@@ -157,7 +161,7 @@ class Session:
                 s.stop()
             except Exception as exc:  # stop the others all the same
                 log(f"stopping {s.name}: {exc}")
-            if isinstance(s, TornadoSSE):
+            if isinstance(s, DbPublished):
                 s.close_db()
         if self.client is not None:
             self.client.close()

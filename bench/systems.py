@@ -395,6 +395,22 @@ class HTTPPublisher(System):
         super().stop()
 
 
+class PyFloor(DbPublished):
+    """bench/pyfloor.py: the least a Python asyncio server does per scoped
+    event, on the same database and inserts (a yardstick, not a product)."""
+
+    name = "pyfloor"
+    scoped = True
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.proc = self._popen([PY, str(BENCH / "pyfloor.py"), self.db.dsn, str(self.port)])
+        wait_port(self.port, 30, self.proc)
+
+    def scoped_streams(self, staffs: list[int]) -> list[dict[str, Any]]:
+        return [{"path": f"/sse?staff={s}", "tag": str(s), "headers": {}} for s in staffs]
+
+
 class Starlette(HTTPPublisher):
     """sse-starlette: one in-memory broadcast (no per-staff streams)."""
 
