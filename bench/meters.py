@@ -41,6 +41,25 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+#: --pin: the servers' CPU and everyone else's (issue 21's protocol).
+SERVER_CPU, REST_CPU = 0, 1
+
+
+def pin(procs: list[psutil.Process], cpu: int) -> None:
+    """Every thread of ``procs`` on ``cpu`` (affinity is per thread on
+    Linux, and a server's helper threads count in its CPU too)."""
+    for p in procs:
+        try:
+            threads = p.threads()
+        except psutil.Error:
+            continue
+        for t in threads:
+            try:
+                os.sched_setaffinity(t.id, {cpu})
+            except OSError:  # the thread ended meanwhile
+                pass
+
+
 def thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds of each thread of ``pid``, from schedstat; {} once it is gone."""
     out: dict[int, float] = {}

@@ -122,7 +122,9 @@ def render(doc: Doc) -> str:
              f"synchronous_commit={db.get('synchronous_commit')}, shared_buffers={db.get('shared_buffers')})")
     uvloop = " + uvloop" if doc["client"].get("uvloop") else ""
     L.append(f"- one load client process (asyncio{uvloop}, raw sockets) "
-             "shared by all systems; servers, client, PostgreSQL and publisher all on the same box")
+             "shared by all systems; servers, client, PostgreSQL and publisher all on the same box"
+             + ("; --pin: the server under test on CPU 0, everything else on CPU 1" if a.get("pin") else
+                "; not pinned: every process may run on either core"))
     L.append(f"- tornado_sse --processes {a['processes']}; nginx worker_processes {a['nginx_workers']}; "
              "uvicorn 1 worker; every event is the same JSON envelope "
              f"({doc.get('event_frame_bytes')} bytes as an SSE frame)")

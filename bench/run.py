@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import BENCH, HarnessError, log, raise_nofile, snapshot_source
-from meters import machine
+from meters import REST_CPU, SERVER_CPU, machine
 from nchan import Nchan, nchan_version
 from report import render
 from session import EXTRA_SYSTEMS, SCENARIOS, SYSTEMS, Session
@@ -108,6 +108,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--deliver-timeout", type=float, default=60.0,
                    help="seconds after the last publish before missing frames count as lost")
     p.add_argument("--pause", type=float, default=0.5, help="seconds between measurements")
+    p.add_argument("--pin", action="store_true",
+                   help="the server under test on CPU 0, everything else (this process, the load client,"
+                        " PostgreSQL, the writer) on CPU 1: issue 21's protocol; steadier CPU figures,"
+                        " since the server's caches are no longer shared with the database")
     p.add_argument("--out", default=str(BENCH / "results"), help="directory for latest.md/json")
     return p
 
@@ -137,6 +141,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error("--scoped-sizes and --servers-counts take comma lists of integers")
     if any(n < 1 for n in a.scoped_sizes + a.servers_counts):
         p.error("--scoped-sizes and --servers-counts must be positive")
+    if a.pin and not {SERVER_CPU, REST_CPU} <= os.sched_getaffinity(0):
+        p.error(f"--pin needs CPUs {SERVER_CPU} and {REST_CPU}")
     return a
 
 
@@ -144,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     a = parse(args)
     raise_nofile()
+    if a.pin:  # inherited by every process started from here on; servers move to theirs (scenarios.py)
+        os.sched_setaffinity(0, {REST_CPU})
     command = "python bench/run.py" + (" " + shlex.join(args) if args else "")
     started = time.time()
     workdir = Path(tempfile.mkdtemp(prefix="tornado_sse_bench-"))

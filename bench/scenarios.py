@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 from harness import HarnessError, log
-from meters import CpuMeter, LoadClient, Procs, rss_of, tree
+from meters import SERVER_CPU, CpuMeter, LoadClient, Procs, pin, rss_of, tree
 from systems import Database, DbPublished, System, TornadoSSE
 
 Result = dict[str, Any]
@@ -53,6 +53,8 @@ class Rig:
         """Open ``n`` streams to ``system`` (or one per entry of ``streams``)."""
         system.alive()
         a = self.args
+        if a.pin:  # every scenario opens streams first, after any (re)start of the server
+            pin(system.procs(), SERVER_CPU)
         r = self.client.call("open", reply_timeout=a.open_timeout + 30, host="127.0.0.1",
                              port=system.port, path=system.path, headers=system.headers(), n=n,
                              concurrency=a.concurrency, timeout=a.open_timeout, tag=tag,
