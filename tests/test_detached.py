@@ -175,3 +175,35 @@ def test_gc_freeze_is_in_effect_after_start_up(db: str, tmp_path: Path) -> None:
         proc.stderr.close()
     frozen = [int(m.group(1)) for line in lines if (m := re.search(r"gc: (\d+) objects frozen", line))]
     assert frozen and frozen[0] > 10_000, lines
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_tick_visits_only_the_streams_whose_keepalive_is_due(make_server, monkeypatch):
+    """The ticker ticks every keepalive/4 but visits a quiet stream about
+    once per keepalive, not at every tick (a tick that walked every stream
+    made each event cost more as quiet streams grew: issue 21's flatness),
+    and every quiet stream still gets its keepalive on time."""
+    visits: list[int] = []
+    real_tick = SSEStream.tick
+
+    def counted(self: SSEStream, now: float) -> None:
+        visits.append(id(self))
+        real_tick(self, now)
+
+    monkeypatch.setattr(SSEStream, "tick", counted)
+    server = await make_server(keepalive=4.0, max_streams_per_token=0,
+                               max_connects_per_second=0)  # ticks every second
+    opened = time.monotonic()
+    conns = await asyncio.gather(*(open_stream(server.url + "/sse", auth()) for _ in range(40)))
+    await _until(lambda: len(open_streams(server.ctx.hub)) == 40, 2.5)
+    all_open = time.monotonic()
+    await asyncio.sleep(max(0.0, 1.5 - (all_open - opened)))  # a tick or two; no keepalive due before 3 s
+    assert visits == []  # walking every stream would have made 40-80 visits
+    await asyncio.sleep(5.2 - (time.monotonic() - all_open))  # the last one's keepalive (4 s) and a tick
+    for conn in conns:
+        assert conn.raw.count(b": keepalive\n\n") == 1
+    # One visit per stream at its keepalive, sometimes one a tick early:
+    # at most two each (every tick for every stream: 5 or 6 each by now).
+    assert 40 <= len(visits) <= 80, len(visits)
+    for conn in conns:
+        conn.close()

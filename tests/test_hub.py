@@ -38,9 +38,6 @@ class Recorder:
     def close(self, reason: str) -> None:
         self.closed = reason
 
-    def tick(self, now: float) -> None:
-        pass
-
 
 def test_delivery_carries_how_far_the_batch_reached_past_the_last_match():
     """A poller's last_id must move past events its filter hid: the hub hands

@@ -50,9 +50,6 @@ class Subscriber(Protocol):
         """End the subscription (shutdown); the client will resume elsewhere.
         The subscriber unsubscribes itself."""
 
-    def tick(self, now: float) -> None:
-        """Time passes (monotonic ``now``): keepalives and deadlines. Called a
-        few times a second by the process's one timer, never by the hub."""
 
 
 _GroupKey = tuple[Filter, Encoding]

@@ -72,6 +72,10 @@ LINGER = 10.0
 LAST_CHUNK = b"0\r\n\r\n"
 #: Buffers handed to one writev() (below every system's IOV_MAX).
 _IOV = 64
+#: Longest wait between two visits of the ticker to one stream, seconds: an
+#: ended stream leaves the ticker's schedule at its next visit, so this
+#: bounds how long the schedule holds it (with a long ?heartbeat= too).
+MAX_VISIT_GAP = 15.0
 
 
 class SSEStream:
@@ -138,6 +142,7 @@ class SSEStream:
         self.opened = True
         self.last_write = time.monotonic()
         self._host.metrics.stream_opened(self.route)
+        self._host.visit(self, self._next_visit())
 
     # -- replay handover ------------------------------------------------------
     def hold(self) -> None:
@@ -176,12 +181,27 @@ class SSEStream:
         self.end(reason)
 
     def tick(self, now: float) -> None:
+        """The ticker's visit, at the time :meth:`_next_visit` asked for (or
+        a tick period later): end at the deadline, or send a keepalive if
+        nothing was written for ``_every`` seconds, then ask for the next
+        visit. An ended stream asks for none and leaves the schedule."""
         if not self.opened or self.ended is not None:
             return
         if self.deadline is not None and now >= self.deadline:
             self.end(self.deadline_reason)
-        elif now - self.last_write >= self._every:
+            return
+        if now - self.last_write >= self._every:
             self.keepalive()
+        if self.ended is None:
+            self._host.visit(self, self._next_visit())
+
+    def _next_visit(self) -> float:
+        """When this stream needs the ticker next: its keepalive is due, its
+        deadline comes, or MAX_VISIT_GAP passes. A write meanwhile moves
+        the keepalive later; the visit then finds nothing to do and asks
+        again (writes never touch the schedule)."""
+        at = min(self.last_write + self._every, time.monotonic() + MAX_VISIT_GAP)
+        return at if self.deadline is None else min(at, self.deadline)
 
     # -- readiness interface ----------------------------------------------------
     def hung_up(self) -> None:
@@ -358,10 +378,19 @@ class Ticker:
         self.readiness = SocketWatch()
         #: Ended streams still sending their backlog and last chunk.
         self.lingering: set[SSEStream] = set()
-        # Visit often enough that a quiet stream hears from us within 1.25
+        # Tick often enough that a quiet stream hears from us within 1.25
         # keepalive intervals, and deadlines are met within a second.
         period = min(1.0, max(0.05, keepalive / 4))
         self._timer = PeriodicCallback(self._tick, period * 1000)
+        # The schedule: streams by the tick period (its number since the
+        # clock's epoch) in which they want a visit. A tick visits only the
+        # streams whose time has come, not every stream: at 10,000 quiet
+        # streams and a 15 s keepalive that is ~700 visits a second instead
+        # of 10,000, which every event paid for as the streams grew (issue
+        # 21's flatness; bench/RESULTS.md round 4).
+        self._period = period
+        self._slots: dict[int, list[SSEStream]] = {}
+        self._next_slot = int(time.monotonic() / period)
 
     def start(self) -> None:
         self._timer.start()
@@ -369,6 +398,7 @@ class Ticker:
     def stop(self) -> None:
         """Stop tending; close what is still lingering (the server stops)."""
         self._timer.stop()
+        self._slots.clear()
         for stream in list(self.lingering):
             stream._close()
         self.readiness.close()
@@ -401,9 +431,25 @@ class Ticker:
                 attributes={"request_id": stream.request_id or None, "events": stream.events_sent,
                             "bytes": stream.bytes_sent, "reason": reason})
 
+    def visit(self, stream: SSEStream, at: float) -> None:
+        """Have ``stream.tick`` called at the first tick at or after ``at``
+        (monotonic), or at the next tick if that time has passed."""
+        slot = max(int(at / self._period), self._next_slot)
+        bucket = self._slots.get(slot)
+        if bucket is None:
+            self._slots[slot] = [stream]
+        else:
+            bucket.append(stream)
+
     def _tick(self) -> None:
         now = time.monotonic()
-        for sub in self.hub.subscribers():
-            sub.tick(now)
+        upto = int(now / self._period)
+        slots = self._slots
+        while self._next_slot <= upto:
+            due = slots.pop(self._next_slot, None)
+            self._next_slot += 1  # first: a visit asks for a later slot, never this one
+            if due is not None:
+                for stream in due:
+                    stream.tick(now)
         for stream in list(self.lingering):
             stream.linger(now)

@@ -82,9 +82,6 @@ class PollWaiter:
             self.future.set_result([])
         self._hub.unsubscribe(self)
 
-    def tick(self, now: float) -> None:
-        pass
-
 
 class PollHandler(BaseHandler):
     def initialize(self, ctx: Context, route: str = "poll") -> None:
