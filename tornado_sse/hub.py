@@ -51,7 +51,6 @@ class Subscriber(Protocol):
         The subscriber unsubscribes itself."""
 
 
-
 _GroupKey = tuple[Filter, Encoding]
 
 
